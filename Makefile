@@ -1,0 +1,39 @@
+# Quick start: `make demo` runs the main job, `make test` runs the tests.
+# Both install first (a .venv in this folder) when needed.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data/sequences
+OUT    := out
+
+.PHONY: install demo test test-slow lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	# CPU build of torch first, so that nothing pulls a CUDA build later.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	mkdir -p $(OUT)
+	$(VENV)/bin/nnslim sequences --out $(DATA) --json $(OUT)/sequences.json
+	$(VENV)/bin/nnslim codecs --sequences $(DATA) --split test --max-size 416x240 \
+		--json $(OUT)/codecs.json --plot $(OUT)/rd.png
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-slow: install
+	$(VENV)/bin/pytest -q -m slow
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(OUT) $(DATA)

@@ -1,0 +1,357 @@
+"""The ``nnslim`` command line: one thin subcommand per job, each able to write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nnslim import __version__
+from nnslim.errors import NnslimError
+from nnslim.io import atomic_write_json, require_writable_dir, require_writable_file
+from nnslim.store import ResultsStore
+from nnslim.video import content
+from nnslim.video.codecs import CODECS, encoder_version, ffmpeg_version, get_codec
+from nnslim.video.compare import Point, cached_row, comparison_report, measure, run_point
+from nnslim.video.yuv import parse_size
+
+console = Console()
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other nnslim error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise NnslimError(message)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise NnslimError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _presets(items: list[str]) -> dict[str, str]:
+    presets = {}
+    for item in items:
+        codec, sep, value = item.partition("=")
+        if not sep or not value:
+            raise NnslimError(f"--preset takes CODEC=VALUE, got {item!r}")
+        get_codec(codec)
+        presets[codec] = value
+    return presets
+
+
+def _versions(codecs: list[str]) -> dict[str, str]:
+    return {"nnslim": __version__, "ffmpeg": ffmpeg_version(), **{c: encoder_version(c) for c in codecs}}
+
+
+def _write_json(path: Path | None, document: dict[str, Any]) -> None:
+    if path is not None:
+        atomic_write_json(path, document)
+        console.print(f"JSON written to {path}")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def cmd_sequences(args: argparse.Namespace) -> dict[str, Any]:
+    out = require_writable_dir(args.out, create=True)
+    if args.add:
+        size = parse_size(args.size) if args.size else None
+        added = [content.import_video(p, out, args.split, size, args.fps, args.name) for p in args.add]
+        for seq in added:
+            console.print(f"added {seq.name} ({seq.size}, {seq.frames} frames, {seq.split}) to {out}")
+        return {"sequences": [_describe(s) for s in added]}
+    recipes = content.DEFAULT_RECIPES
+    if args.only:
+        wanted = _name_list(args.only)
+        unknown = sorted(set(wanted) - {r.name for r in recipes})
+        if unknown:
+            raise NnslimError(
+                f"unknown sequence(s) {', '.join(unknown)}; choose from {', '.join(r.name for r in recipes)}"
+            )
+        recipes = tuple(r for r in recipes if r.name in wanted)
+    with _progress() as progress:
+        task = progress.add_task("building sequences", total=len(recipes))
+        built = content.build_sequences(out, recipes, on_done=lambda _: progress.advance(task))
+    table = Table(title=f"sequences in {out}")
+    for column in ("name", "split", "size", "fps", "frames", "sha256"):
+        table.add_column(column)
+    for seq in built:
+        table.add_row(seq.name, seq.split, seq.size, f"{seq.fps:.3f}", str(seq.frames), seq.sha256[:16])
+    console.print(table)
+    differs = content.unreproduced(built, recipes)
+    if differs:
+        console.print(f"[yellow]warning: {', '.join(differs)} differ from the pinned hashes[/yellow]")
+    return {"folder": str(out), "sequences": [_describe(s) for s in built], "unreproduced": differs}
+
+
+def _describe(seq: content.Sequence) -> dict[str, Any]:
+    return {
+        "name": seq.name,
+        "file": str(seq.path),
+        "width": seq.width,
+        "height": seq.height,
+        "fps": seq.fps,
+        "frames": seq.frames,
+        "split": seq.split,
+        "source": seq.source,
+        "sha256": seq.sha256,
+    }
+
+
+def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
+    spec = get_codec(args.codec, args.preset)
+    spec.quantizer(args.qp)
+    out = require_writable_dir(args.out)
+    if args.json:
+        require_writable_file(args.json)
+    seq = content.as_yuv(args.sequence, out, parse_size(args.size) if args.size else None, args.fps)
+    with console.status(f"encoding {seq.name} with {spec.name} at QP {args.qp}"):
+        row = measure(Point(seq, spec, args.qp), args.frames, out, with_vmaf=not args.no_vmaf)
+    console.print(
+        f"{spec.name} QP {args.qp}: {row['kbps']:.1f} kbit/s, Y-PSNR {row['psnr_y']:.2f} dB, "
+        f"YUV-PSNR {row['psnr_yuv']:.2f} dB, VMAF {_fmt(row['vmaf'], 2)}, encode {row['encode_s']:.2f} s wall "
+        f"({row['encode_cpu_s']:.2f} s CPU), decode {row['decode_s']:.3f} s -> {row['bitstream']}"
+    )
+    run_id = ResultsStore(args.store).record(
+        "encode",
+        {
+            "sequence": str(args.sequence),
+            "codec": spec.name,
+            "preset": spec.preset,
+            "qp": args.qp,
+            "frames": row["frames"],
+        },
+        row,
+        _versions([spec.name]),
+    )
+    return {"run_id": run_id, **row}
+
+
+def cmd_codecs(args: argparse.Namespace) -> dict[str, Any]:
+    codec_names = _name_list(args.codecs)
+    presets = _presets(args.preset)
+    specs = [get_codec(name, presets.get(name)) for name in codec_names]
+    qps = _int_list(args.qps)
+    if not qps:
+        raise NnslimError("--qps is empty")
+    for spec in specs:
+        for qp in qps:
+            spec.quantizer(qp)
+    if args.frames is not None and args.frames <= 0:
+        raise NnslimError("--frames must be positive")
+    for path in (args.json, args.plot):
+        if path:
+            require_writable_file(path)
+    anchor = args.anchor or codec_names[0]
+    if anchor not in codec_names:
+        raise NnslimError(f"anchor {anchor} is not among the codecs compared")
+    sequences = list(
+        content.select(
+            content.load_manifest(args.sequences),
+            args.split,
+            _name_list(args.names) if args.names else None,
+            parse_size(args.max_size) if args.max_size else None,
+        )
+    )
+    if not sequences:
+        raise NnslimError(f"no {args.split or ''} sequences in {args.sequences} match the selection")
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    points = [Point(seq, spec, qp) for seq in sequences for spec in specs for qp in qps]
+    rows = []
+    with _progress() as progress:
+        task = progress.add_task("encoding", total=len(points))
+        for point in points:
+            cached = cached_row(point, args.frames, cache) is not None
+            progress.update(
+                task,
+                description=f"{point.sequence.name} {point.codec.name} QP {point.qp}" + (" (cached)" if cached else ""),
+            )
+            rows.append(run_point(point, args.frames, cache, not args.no_vmaf))
+            progress.advance(task)
+        progress.update(task, description="encoded")
+    settings = {
+        "sequences": [s.name for s in sequences],
+        "split": args.split,
+        "codecs": codec_names,
+        "qps": qps,
+        "frames": args.frames,
+        "presets": {s.name: s.preset for s in specs},
+    }
+    report = comparison_report(rows, anchor, settings)
+    _print_comparison(report, anchor)
+    if args.plot:
+        from nnslim.evaluate.plots import plot_rd_curves
+
+        plot_rd_curves(rows, args.plot)
+        console.print(f"rate-distortion curves written to {args.plot}")
+    run_id = ResultsStore(args.store).record("codecs", settings, report, _versions(codec_names))
+    return {"run_id": run_id, **report}
+
+
+def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _print_comparison(report: dict[str, Any], anchor: str) -> None:
+    settings = report["settings"]
+    table = Table(title=f"codec comparison: {len(settings['sequences'])} sequences, QPs {settings['qps']}")
+    for column in (
+        "codec",
+        "standard",
+        "preset",
+        "kbps",
+        "Y-PSNR",
+        "VMAF",
+        f"enc time vs {anchor}",
+        f"BD-rate vs {anchor}",
+    ):
+        table.add_column(column, justify="left" if column in ("codec", "standard", "preset") else "right")
+    for item in report["summary"]:
+        table.add_row(
+            item["codec"],
+            item["standard"],
+            item["preset"],
+            _fmt(item["kbps"], 1),
+            _fmt(item["psnr_y"], 2),
+            _fmt(item["vmaf"], 2),
+            f"{_fmt(item[f'encode_time_vs_{anchor}'], 2)}x",
+            f"{_fmt(item[f'bd_rate_vs_{anchor}'], 1, signed=True)}%",
+        )
+    console.print(table)
+    per_seq = Table(title=f"BD-rate vs {anchor} per sequence (Y-PSNR, {settings['bd_method']} interpolation)")
+    per_seq.add_column("codec")
+    for name in settings["sequences"]:
+        per_seq.add_column(name, justify="right")
+    for item in report["summary"]:
+        values = {
+            p["sequence"]: p[f"bd_rate_vs_{anchor}"] for p in report["per_sequence"] if p["codec"] == item["codec"]
+        }
+        per_seq.add_row(item["codec"], *(f"{_fmt(values.get(s), 1, signed=True)}%" for s in settings["sequences"]))
+    console.print(per_seq)
+
+
+def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
+    runs = ResultsStore(args.store).runs(args.kind)
+    table = Table(title=f"runs in {ResultsStore(args.store).path}")
+    for column in ("id", "kind", "created", "nnslim", "commit", "params"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            run.kind,
+            run.created,
+            run.nnslim_version,
+            (run.git_commit or "")[:10],
+            ", ".join(f"{k}={v}" for k, v in run.params.items() if not isinstance(v, (dict, list)))[:80],
+        )
+    console.print(table)
+    return {
+        "runs": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "created": r.created,
+                "params": r.params,
+                "versions": r.versions,
+                "git_commit": r.git_commit,
+            }
+            for r in runs
+        ]
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = _Parser(prog="nnslim", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"nnslim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, store: bool = True) -> None:
+        p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+        if store:
+            p.add_argument("--store", type=Path, help="results store (SQLite) instead of the default one")
+
+    p = sub.add_parser("sequences", help="build the default test sequences, or add your own")
+    p.add_argument("--out", type=Path, required=True, help="sequence folder (created if missing)")
+    p.add_argument("--only", help="build only these default sequences (comma-separated names)")
+    p.add_argument("--add", type=Path, action="append", help="add a .yuv, .y4m or .mp4 file (repeatable)")
+    p.add_argument("--split", default="test", choices=content.SPLITS, help="split of added files")
+    p.add_argument("--size", help="WxH of an added .yuv whose name does not say it")
+    p.add_argument("--fps", type=float, help="frame rate of added files")
+    p.add_argument("--name", help="name of the added file in the manifest")
+    common(p, store=False)
+    p.set_defaults(func=cmd_sequences)
+
+    p = sub.add_parser("encode", help="encode one sequence with one codec at one QP")
+    p.add_argument("sequence", type=Path, help=".yuv (JVET name or --size), .y4m or .mp4")
+    p.add_argument("--codec", required=True, help=f"one of {', '.join(CODECS)}")
+    p.add_argument("--qp", type=int, required=True, help="ladder QP (H.265 scale; AV1 mapped, see docs)")
+    p.add_argument("--out", type=Path, required=True, help="existing folder for the bitstream")
+    p.add_argument("--size", help="WxH of a .yuv whose name does not say it")
+    p.add_argument("--fps", type=float, help="frame rate, if the file does not say it")
+    p.add_argument("--frames", type=int, help="code only the first N frames")
+    p.add_argument("--preset", help="encoder preset instead of the default")
+    p.add_argument("--no-vmaf", action="store_true", help="skip VMAF")
+    common(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("codecs", help="compare codecs on a sequence folder")
+    p.add_argument("--sequences", type=Path, required=True, help="folder with sequences.json")
+    p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names")
+    p.add_argument("--qps", default="22,27,32,37", help="comma-separated ladder QPs")
+    p.add_argument("--frames", type=int, help="frames per sequence (all by default)")
+    p.add_argument("--split", default="test", help="split to use (train or test; empty for all)")
+    p.add_argument("--names", help="only these sequences (comma-separated)")
+    p.add_argument("--max-size", help="skip sequences larger than WxH")
+    p.add_argument("--anchor", default="x264", help="codec the BD-rates and time ratios refer to")
+    p.add_argument("--preset", action="append", default=[], help="CODEC=PRESET (repeatable)")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes (resume)")
+    p.add_argument("--no-vmaf", action="store_true", help="skip VMAF")
+    p.add_argument("--plot", type=Path, help="write rate-distortion curves to this PNG")
+    common(p)
+    p.set_defaults(func=cmd_codecs)
+
+    p = sub.add_parser("runs", help="list the runs in the results store")
+    p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")
+    common(p)
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        result = args.func(args)
+        _write_json(args.json, result)
+    except NnslimError as exc:
+        print(f"nnslim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnslim: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0

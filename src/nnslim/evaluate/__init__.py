@@ -1,0 +1,1 @@
+"""Evaluation: plots and reports of measured figures."""

@@ -1,0 +1,1 @@
+"""Video: YUV sequences, real encoders through FFmpeg, and quality metrics."""

@@ -1,0 +1,176 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from nnslim.cli import main
+from nnslim.store import ResultsStore
+from nnslim.video import compare
+from nnslim.video.yuv import Sequence
+
+
+def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("nnslim: error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_wrong_yuv_size_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "clip.yuv"
+    clip.write_bytes(bytes(1000))
+    _fails_with(
+        capsys,
+        ["encode", str(clip), "--size", "416x240", "--codec", "x264", "--qp", "32", "--out", str(tmp_path)],
+        "not a whole number of 416x240",
+    )
+
+
+def test_unknown_codec_is_one_line(tiny_sequence: Sequence, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails_with(
+        capsys,
+        ["encode", str(tiny_sequence.path), "--codec", "mpeg2", "--qp", "32", "--out", str(tmp_path)],
+        "unknown codec 'mpeg2'",
+    )
+
+
+def test_qp_out_of_range_is_one_line(tiny_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails_with(
+        capsys,
+        ["codecs", "--sequences", str(tiny_folder), "--codecs", "x264,aom", "--qps", "22,45"],
+        "QP 45 is out of range for aom",
+    )
+
+
+def test_missing_output_directory_is_one_line(
+    tiny_sequence: Sequence, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails_with(
+        capsys,
+        ["encode", str(tiny_sequence.path), "--codec", "x264", "--qp", "32", "--out", str(tmp_path / "nowhere")],
+        "does not exist",
+    )
+
+
+def test_unwritable_output_is_one_line(tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _fails_with(
+        capsys, ["codecs", "--sequences", str(tiny_folder), "--json", str(blocker / "out.json")], "is not a directory"
+    )
+
+
+def test_missing_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    _fails_with(capsys, ["encode"], "required")
+
+
+def test_encode_writes_json_and_a_store_row(tiny_sequence: Sequence, tmp_path: Path, private_store: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    report = tmp_path / "encode.json"
+    assert (
+        main(
+            [
+                "encode",
+                str(tiny_sequence.path),
+                "--codec",
+                "x265",
+                "--qp",
+                "27",
+                "--out",
+                str(out),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    row = json.loads(report.read_text())
+    for key in (
+        "codec",
+        "sequence",
+        "qp",
+        "kbps",
+        "psnr_y",
+        "psnr_yuv",
+        "vmaf",
+        "encode_s",
+        "encode_cpu_s",
+        "decode_s",
+        "bits",
+    ):
+        assert key in row
+    assert row["codec"] == "x265" and row["vmaf"] > 50 and Path(row["bitstream"]).is_file()
+    (run,) = ResultsStore(private_store).runs()
+    assert run.kind == "encode" and run.versions["x265"] != "unknown" and run.id == row["run_id"]
+
+
+def test_comparison_writes_rows_summary_and_plot(tiny_folder: Path, tmp_path: Path) -> None:
+    report, plot = tmp_path / "codecs.json", tmp_path / "rd.png"
+    argv = [
+        "codecs",
+        "--sequences",
+        str(tiny_folder),
+        "--codecs",
+        "x264,x265",
+        "--qps",
+        "22,27,32,37",
+        "--frames",
+        "4",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--json",
+        str(report),
+        "--plot",
+        str(plot),
+    ]
+    assert main(argv) == 0
+    document = json.loads(report.read_text())
+    assert len(document["rows"]) == 8 and {r["sequence"] for r in document["rows"]} == {"Tiny"}
+    for key in ("codec", "sequence", "qp", "kbps", "psnr_y", "psnr_yuv", "vmaf", "encode_s", "decode_s"):
+        assert key in document["rows"][0]
+    x265 = next(s for s in document["summary"] if s["codec"] == "x265")
+    assert isinstance(x265["bd_rate_vs_x264"], float) and x265["encode_time_vs_x264"] > 0
+    assert document["settings"]["bd_method"] == "akima"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupted_comparison_resumes_without_redoing_encodes(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "codecs",
+        "--sequences",
+        str(tiny_folder),
+        "--codecs",
+        "x264",
+        "--qps",
+        "22,27,32,37",
+        "--no-vmaf",
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    measured: list[int] = []
+    real_measure = compare.measure
+
+    def counting(point: compare.Point, *args: object, **kwargs: object) -> dict:
+        if len(measured) == 2:
+            raise KeyboardInterrupt
+        measured.append(point.qp)
+        return real_measure(point, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compare, "measure", counting)
+    assert main(argv) == 130
+    assert "resume" in capsys.readouterr().err
+    assert measured == [22, 27]
+    measured.clear()
+    assert main(argv) == 0
+    assert measured == [32, 37]
+
+
+def test_sequences_adds_a_users_file(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    assert main(["sequences", "--out", str(folder), "--add", str(tiny_sequence.path), "--split", "train"]) == 0
+    manifest = json.loads((folder / "sequences.json").read_text())
+    assert [(s["name"], s["split"], s["frames"]) for s in manifest["sequences"]] == [("Tiny", "train", 8)]
