@@ -174,3 +174,113 @@ def test_sequences_adds_a_users_file(tiny_sequence: Sequence, tmp_path: Path) ->
     assert main(["sequences", "--out", str(folder), "--add", str(tiny_sequence.path), "--split", "train"]) == 0
     manifest = json.loads((folder / "sequences.json").read_text())
     assert [(s["name"], s["split"], s["frames"]) for s in manifest["sequences"]] == [("Tiny", "train", 8)]
+
+
+def _tiny_filter(tiny_folder: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "tiny.pt"
+    argv = [
+        "train",
+        "--arch",
+        "postfilter",
+        "--arch-args",
+        '{"channels": 4, "layers": 3}',
+        "--sequences",
+        str(tiny_folder),
+        "--validation",
+        "",
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--patch",
+        "32",
+        "--threads",
+        "1",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def test_train_filter_and_assess_end_to_end(tiny_folder: Path, tiny_sequence: Sequence, tmp_path: Path) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["arch"]["name"] == "postfilter" and meta["training"]["train_sequences"] == ["TinyTrain"]
+    out = tmp_path / "filtered.yuv"
+    report = tmp_path / "filter.json"
+    assert (
+        main(
+            [
+                "filter",
+                str(model),
+                "--input",
+                str(tiny_sequence.path),
+                "--reference",
+                str(tiny_sequence.path),
+                "--out",
+                str(out),
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(report.read_text())
+    assert result["frames"] == 8 and result["psnr_before"]["y"] == 100.0 and result["peak_rss_mib"] > 0
+    assert out.stat().st_size == tiny_sequence.path.stat().st_size
+    gain = tmp_path / "gain.json"
+    assert (
+        main(
+            [
+                "assess",
+                str(model),
+                "--sequences",
+                str(tiny_folder),
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(gain),
+            ]
+        )
+        == 0
+    )
+    assert [r["sequence"] for r in json.loads(gain.read_text())["rows"]] == ["Tiny"]
+
+
+def test_assess_refuses_training_sequences(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    capsys.readouterr()
+    _fails_with(
+        capsys,
+        ["assess", str(model), "--sequences", str(tiny_folder), "--split", "train"],
+        "TinyTrain were used in training",
+    )
+
+
+def test_unknown_architecture_is_one_line(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails_with(
+        capsys,
+        ["train", "--arch", "unet", "--sequences", str(tiny_folder), "--out", str(tmp_path / "m.pt")],
+        "unknown architecture 'unet'",
+    )
+
+
+def test_filter_with_a_mismatched_size_is_one_line(
+    tiny_folder: Path, tiny_sequence: Sequence, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    odd = tmp_path / "odd.yuv"
+    odd.write_bytes(tiny_sequence.path.read_bytes()[:-7])
+    capsys.readouterr()
+    _fails_with(
+        capsys,
+        ["filter", str(model), "--input", str(odd), "--size", "128x64", "--out", str(tmp_path / "o.yuv")],
+        "not a whole number of 128x64",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from nnslim.store import ResultsStore
 from nnslim.video import content
 from nnslim.video.codecs import CODECS, encoder_version, ffmpeg_version, get_codec
 from nnslim.video.compare import Point, cached_row, comparison_report, measure, run_point
-from nnslim.video.yuv import parse_size
+from nnslim.video.yuv import describe_yuv, parse_size
 
 console = Console()
 
@@ -284,6 +285,145 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.models import data, train
+    from nnslim.models.filters import ArchSpec, build
+
+    try:
+        kwargs = json.loads(args.arch_args) if args.arch_args else {}
+    except json.JSONDecodeError as exc:
+        raise NnslimError(f"--arch-args is not JSON: {exc}") from None
+    arch = ArchSpec(args.arch, kwargs)
+    build(arch)
+    if args.loss not in ("mse", "l1"):
+        raise NnslimError(f"--loss must be mse or l1, got {args.loss!r}")
+    qps = tuple(_int_list(args.qp))
+    for qp in qps:
+        get_codec(args.codec).quantizer(qp)
+    require_writable_file(args.out)
+    available = list(content.select(content.load_manifest(args.sequences), "train"))
+    validation = _name_list(args.validation) if args.validation else []
+    unknown = sorted(set(validation) - {s.name for s in available})
+    if unknown:
+        raise NnslimError(f"validation sequence(s) {', '.join(unknown)} are not in the train split")
+    training = [s for s in available if s.name not in validation]
+    if not training:
+        raise NnslimError(f"no train-split sequences left in {args.sequences} for training")
+    config = train.TrainConfig(
+        arch=arch,
+        codec=args.codec,
+        qps=qps,
+        steps=args.steps,
+        batch=args.batch,
+        patch=args.patch,
+        lr=args.lr,
+        loss=args.loss,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        threads=args.threads,
+        train_sequences=tuple(s.name for s in training),
+        validation_sequences=tuple(validation),
+    )
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    with console.status("encoding the training sequences") as status:
+        train_pairs = data.encode_pairs(training, args.codec, qps, cache, on_step=status.update)
+        val_pairs = data.encode_pairs([s for s in available if s.name in validation], args.codec, qps, cache)
+    with _progress() as progress:
+        task = progress.add_task("training", total=config.steps)
+
+        def step(done: int, loss: float, report: dict[str, float] | None) -> None:
+            text = f"training, loss {loss:.2e}"
+            if report:
+                text += f", validation gain {report['gain_db']:+.3f} dB"
+                console.print(
+                    f"step {done}: loss {loss:.3e}, validation Y-PSNR {report['psnr_y_codec']:.3f} -> "
+                    f"{report['psnr_y_filtered']:.3f} dB ({report['gain_db']:+.3f})"
+                )
+            progress.update(task, completed=done, description=text)
+
+        description = train.train(config, train_pairs, val_pairs, args.out, resume=args.resume, on_step=step)
+    console.print(f"filter written to {args.out} and {args.out.with_suffix('.json')}")
+    return description
+
+
+def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.models.apply import filter_yuv_file
+    from nnslim.models.train import load_filter
+
+    model, meta = load_filter(args.model)
+    size = parse_size(args.size) if args.size else None
+    decoded = describe_yuv(args.input, size)
+    reference = describe_yuv(args.reference, (decoded.width, decoded.height)) if args.reference else None
+    if reference is not None and reference.frames < decoded.frames:
+        raise NnslimError(
+            f"{args.reference.name} has {reference.frames} frames, {args.input.name} has {decoded.frames}"
+        )
+    require_writable_file(args.out)
+    trained_qps = meta.get("training", {}).get("qps", [])
+    qp = args.qp if args.qp is not None else (trained_qps[0] if len(trained_qps) == 1 else None)
+    if qp is None:
+        raise NnslimError("this filter was trained on several QPs; give --qp")
+    with _progress() as progress:
+        task = progress.add_task("filtering", total=decoded.frames)
+        result = filter_yuv_file(
+            model, decoded, args.out, qp, reference, args.tile, args.overlap, on_frame=lambda: progress.advance(task)
+        )
+    if reference is not None:
+        before, after = result["psnr_before"], result["psnr_after"]
+        console.print(
+            "Y/U/V PSNR before {:.3f}/{:.3f}/{:.3f} dB, after {:.3f}/{:.3f}/{:.3f} dB (Y {:+.3f} dB)".format(
+                before["y"], before["u"], before["v"], after["y"], after["u"], after["v"], after["y"] - before["y"]
+            )
+        )
+    console.print(f"filtered {decoded.frames} frames into {args.out}; peak memory {result['peak_rss_mib']:.0f} MiB")
+    return {"model": str(args.model), "input": str(args.input), "qp": qp, **result}
+
+
+def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.models.assess import filter_gain
+    from nnslim.models.train import load_filter
+
+    model, meta = load_filter(args.model)
+    codec = args.codec or meta.get("training", {}).get("codec", "x265")
+    qps = tuple(_int_list(args.qps))
+    for qp in qps:
+        get_codec(codec).quantizer(qp)
+    sequences = list(
+        content.select(
+            content.load_manifest(args.sequences),
+            args.split,
+            _name_list(args.names) if args.names else None,
+            parse_size(args.max_size) if args.max_size else None,
+        )
+    )
+    trained_on = set(meta.get("training", {}).get("train_sequences", [])) | set(
+        meta.get("training", {}).get("validation_sequences", [])
+    )
+    overlap = sorted(trained_on & {s.name for s in sequences})
+    if overlap:
+        raise NnslimError(f"{', '.join(overlap)} were used in training; measure on held-out sequences")
+    if not sequences:
+        raise NnslimError(f"no {args.split} sequences in {args.sequences} match the selection")
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    with console.status("measuring") as status:
+        result = filter_gain(model, sequences, codec, qps, cache, args.frames, on_step=status.update)
+    table = Table(title=f"{args.model.name} on {codec}, {args.split} split")
+    for column in ("sequence", "QP", "kbps", "Y-PSNR codec", "Y-PSNR filtered", "gain dB"):
+        table.add_column(column, justify="left" if column == "sequence" else "right")
+    for row in result["rows"]:
+        table.add_row(
+            row["sequence"],
+            str(row["qp"]),
+            _fmt(row["kbps"], 1),
+            _fmt(row["psnr_y_codec"], 3),
+            _fmt(row["psnr_y_filtered"], 3),
+            _fmt(row["gain_db"], 3, signed=True),
+        )
+    console.print(table)
+    console.print(f"mean gain {result['mean']['gain_db']:+.3f} dB; BD-rate {_fmt(result['mean']['bd_rate'], 2)}%")
+    return {"model": str(args.model), "codec": codec, "qps": list(qps), "split": args.split, **result}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(prog="nnslim", description=__doc__)
@@ -334,6 +474,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write rate-distortion curves to this PNG")
     common(p)
     p.set_defaults(func=cmd_codecs)
+
+    p = sub.add_parser("train", help="train a filter on decoded frames of the train split")
+    p.add_argument("--arch", required=True, help="postfilter, vrcnn, inloop, or FILE.py:FACTORY / module:FACTORY")
+    p.add_argument("--arch-args", help="JSON keyword arguments of the architecture, e.g. '{\"qp_input\": true}'")
+    p.add_argument("--codec", default="x265", help="codec whose output the filter restores")
+    p.add_argument("--qp", default="37", help="ladder QP(s) of the training encodes, comma-separated")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
+    p.add_argument("--validation", default="Motorcycle", help="train-split sequences held out for validation")
+    p.add_argument("--out", type=Path, required=True, help="filter file to write (.pt, with .json beside it)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", default="mse", help="mse or l1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    common(p, store=False)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("filter", help="apply a trained filter to a decoded .yuv")
+    p.add_argument("model", type=Path, help="filter file (.pt with its .json beside it)")
+    p.add_argument("--input", type=Path, required=True, help="decoded 8-bit 4:2:0 .yuv")
+    p.add_argument("--reference", type=Path, help="original .yuv, for PSNR before and after")
+    p.add_argument("--size", help="WxH, unless the file names say it")
+    p.add_argument("--out", type=Path, required=True, help="filtered .yuv to write")
+    p.add_argument("--qp", type=int, help="QP of the decoded video (for filters trained on several QPs)")
+    p.add_argument("--tile", type=int, default=256, help="tile side in pixels")
+    p.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
+    common(p, store=False)
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("assess", help="measure a filter's gain over the codec on held-out sequences")
+    p.add_argument("model", type=Path, help="filter file (.pt with its .json beside it)")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
+    p.add_argument("--split", default="test", help="split to measure on")
+    p.add_argument("--names", help="only these sequences (comma-separated)")
+    p.add_argument("--max-size", help="skip sequences larger than WxH")
+    p.add_argument("--codec", help="codec (the one the filter was trained on by default)")
+    p.add_argument("--qps", default="37", help="comma-separated ladder QPs (four or more give a BD-rate)")
+    p.add_argument("--frames", type=int, help="first N frames of each sequence")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    common(p, store=False)
+    p.set_defaults(func=cmd_assess)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
     p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")

@@ -1,0 +1,1 @@
+"""CNN coding tools: filter architectures, training data from real encodes, training."""

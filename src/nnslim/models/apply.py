@@ -1,0 +1,131 @@
+"""Running a filter over whole frames in overlapping tiles, so memory stays bounded."""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnslim.errors import NnslimError
+from nnslim.models.filters import takes_qp
+from nnslim.video.metrics import psnr_frames
+from nnslim.video.yuv import Sequence, read_yuv
+
+
+def _starts(length: int, tile: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile))
+    return [*starts, length - tile]
+
+
+@torch.no_grad()
+def filter_plane(model: nn.Module, plane: np.ndarray, qp: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
+    """Filter one 8-bit luma plane tile by tile.
+
+    Each tile is run with ``overlap`` pixels of context on every side (cut at the frame
+    edge), and only its centre is kept, so the result equals the whole-frame output for
+    filters whose receptive field fits in the overlap.
+
+    Args:
+        model: A filter in eval mode.
+        plane: uint8 array, shape (height, width).
+        qp: Ladder QP, passed to filters that take it.
+        tile: Side of the kept part of each tile.
+        overlap: Context pixels around each tile.
+
+    Returns:
+        The filtered plane, uint8, rounded and clipped.
+    """
+    height, width = plane.shape
+    out = np.empty_like(plane)
+    source = torch.from_numpy(plane).float().div_(255.0)
+    qp_tensor = torch.tensor([float(qp)]) if takes_qp(model) else None
+    for top in _starts(height, tile):
+        for left in _starts(width, tile):
+            bottom, right = min(top + tile, height), min(left + tile, width)
+            y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
+            y1, x1 = min(bottom + overlap, height), min(right + overlap, width)
+            x = source[y0:y1, x0:x1].reshape(1, 1, y1 - y0, x1 - x0)
+            y = model(x, qp_tensor) if qp_tensor is not None else model(x)
+            kept = y[0, 0, top - y0 : bottom - y0, left - x0 : right - x0]
+            out[top:bottom, left:right] = kept.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def filter_frames(model: nn.Module, planes: np.ndarray, qp: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
+    """Filter a stack of luma planes, shape (frames, height, width)."""
+    model.eval()
+    return np.stack([filter_plane(model, p, qp, tile, overlap) for p in planes])
+
+
+def filter_yuv_file(
+    model: nn.Module,
+    decoded: Sequence,
+    out: Path,
+    qp: int,
+    reference: Sequence | None = None,
+    tile: int = 256,
+    overlap: int = 16,
+    on_frame: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Filter the luma of a decoded ``.yuv`` frame by frame; chroma passes through.
+
+    Only one frame is held at a time and the output appears at ``out`` only when complete.
+
+    Args:
+        model: The filter.
+        decoded: The decoded 8-bit sequence.
+        out: Filtered ``.yuv`` to write.
+        qp: Ladder QP of the decoded video.
+        reference: The original, for PSNR before and after.
+        tile: Tile side.
+        overlap: Context around each tile.
+        on_frame: Called after each frame.
+
+    Returns:
+        Frames, PSNR per plane before and after (when a reference is given), and the
+        process's peak resident memory in MiB.
+    """
+    if decoded.bitdepth != 8:
+        raise NnslimError(f"{decoded.path.name}: only 8-bit input is supported")
+    model.eval()
+    before: list[list[float]] = [[], [], []]
+    after: list[list[float]] = [[], [], []]
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            for index in range(decoded.frames):
+                frame = read_yuv(decoded, 1, index)
+                filtered_y = filter_plane(model, frame.y[0], qp, tile, overlap)[None]
+                for plane in (filtered_y, frame.u, frame.v):
+                    sink.write(plane.tobytes())
+                if reference is not None:
+                    original = read_yuv(reference, 1, index)
+                    for k, (mine, theirs) in enumerate(zip((frame.y, frame.u, frame.v), original.planes, strict=True)):
+                        before[k].append(float(psnr_frames(theirs, mine)[0]))
+                    after[0].append(float(psnr_frames(original.y, filtered_y)[0]))
+                    after[1].append(before[1][-1])
+                    after[2].append(before[2][-1])
+                if on_frame:
+                    on_frame()
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    result: dict[str, Any] = {
+        "frames": decoded.frames,
+        "output": str(out),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if reference is not None:
+        result["psnr_before"] = {p: float(np.mean(v)) for p, v in zip("yuv", before, strict=True)}
+        result["psnr_after"] = {p: float(np.mean(v)) for p, v in zip("yuv", after, strict=True)}
+    return result

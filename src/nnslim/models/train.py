@@ -1,0 +1,268 @@
+"""Training a filter on patch pairs, with exact resume from checkpoints, and the filter file format.
+
+A filter file ``NAME.pt`` is a plain state dict (loadable with ``torch.load(weights_only=True)``)
+and ``NAME.json`` beside it describes it: architecture, training data and settings, and the
+validation PSNR measured at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnslim.errors import NnslimError
+from nnslim.io import atomic_write_bytes, atomic_write_json
+from nnslim.models.apply import filter_frames
+from nnslim.models.data import LumaPairs, sample_batch
+from nnslim.models.filters import ArchSpec, build, takes_qp
+from nnslim.video.metrics import psnr_frames
+
+FORMAT = "nnslim-filter"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        arch: The architecture.
+        codec: Codec whose decoded frames are restored.
+        qps: Ladder QPs of the training encodes.
+        steps: Optimiser steps in all.
+        batch: Patches per step.
+        patch: Patch side in pixels.
+        lr: Peak learning rate of Adam.
+        warmup: Steps of linear warm-up before the cosine decay to ``lr * final_lr_ratio``.
+        final_lr_ratio: Learning rate at the last step, relative to ``lr``.
+        loss: ``mse`` or ``l1``.
+        seed: Seeds the weights and the patch sampling.
+        checkpoint_every: Steps between checkpoints (and validations).
+        threads: CPU threads (all cores when None).
+    """
+
+    arch: ArchSpec
+    codec: str = "x265"
+    qps: tuple[int, ...] = (37,)
+    steps: int = 2000
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-3
+    warmup: int = 100
+    final_lr_ratio: float = 0.02
+    loss: str = "mse"
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int | None = None
+    train_sequences: tuple[str, ...] = field(default=())
+    validation_sequences: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["arch"] = self.arch.to_dict()
+        return data
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> TrainConfig:
+        values = dict(data)
+        values["arch"] = ArchSpec.from_dict(values["arch"])
+        for key in ("qps", "train_sequences", "validation_sequences"):
+            values[key] = tuple(values[key])
+        return TrainConfig(**values)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``lr * final_lr_ratio``."""
+    if step < config.warmup:
+        return config.lr * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(config.steps - config.warmup, 1)
+    floor = config.lr * config.final_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def device() -> torch.device:
+    """The GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _forward(model: nn.Module, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+    return model(x, qp) if takes_qp(model) else model(x)
+
+
+def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8) -> dict[str, float]:
+    """Mean Y-PSNR of decoded and filtered frames (every ``frame_step``-th frame) of each pair."""
+    model = model.cpu()
+    before, after = [], []
+    for pair in pairs:
+        decoded, original = pair.decoded[::frame_step], pair.original[::frame_step]
+        filtered = filter_frames(model, decoded, pair.qp)
+        before.append(float(np.mean(psnr_frames(original, decoded))))
+        after.append(float(np.mean(psnr_frames(original, filtered))))
+    return {
+        "psnr_y_codec": float(np.mean(before)),
+        "psnr_y_filtered": float(np.mean(after)),
+        "gain_db": float(np.mean(after) - np.mean(before)),
+    }
+
+
+def _checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_suffix(".ckpt.pt"), out.with_suffix(".ckpt.json")
+
+
+def _save_checkpoint(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    weights, meta = _checkpoint_paths(out)
+    buffer = _to_bytes({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+    atomic_write_bytes(weights, buffer)
+    atomic_write_json(meta, state)
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _safe_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise NnslimError(f"{path}: no such file") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... on bad files
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise NnslimError(f"{path}: not a plain state dict ({reason})") from None
+
+
+def train(
+    config: TrainConfig,
+    train_pairs: list[LumaPairs],
+    val_pairs: list[LumaPairs],
+    out: Path,
+    resume: bool = False,
+    on_step: Callable[[int, float, dict[str, float] | None], None] | None = None,
+) -> dict[str, Any]:
+    """Train a filter and write ``out`` (state dict) and its JSON description.
+
+    A checkpoint (weights, optimiser, sampler state) is written every
+    ``checkpoint_every`` steps; with ``resume`` the run continues from it and gives the
+    same weights as an uninterrupted run.
+
+    Args:
+        config: Settings.
+        train_pairs: Training patches are drawn from these.
+        val_pairs: Held-out pairs for validation.
+        out: The filter file to write (``.pt``).
+        resume: Continue from the checkpoint beside ``out``.
+        on_step: Called after each step with (step, loss, validation or None).
+
+    Returns:
+        The filter's JSON description.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = build(config.arch)
+    run_device = device()
+    model.to(run_device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    step, seconds, history = 0, 0.0, []
+    ckpt_weights, ckpt_meta = _checkpoint_paths(out)
+    if resume and ckpt_meta.is_file():
+        state = json.loads(ckpt_meta.read_text())
+        if TrainConfig.from_dict(state["config"]) != config:
+            raise NnslimError(f"{ckpt_meta} was written with other settings; resume with the same ones")
+        saved = _safe_load(ckpt_weights)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        step, seconds, history = state["step"], state["seconds"], state["history"]
+    loss_fn = nn.MSELoss() if config.loss == "mse" else nn.L1Loss()
+    model.train()
+    while step < config.steps:
+        started = time.perf_counter()
+        x, y, qp = sample_batch(train_pairs, rng, config.batch, config.patch)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
+        loss = loss_fn(_forward(model, x.to(run_device), qp.to(run_device)), y.to(run_device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_value = loss.item()
+        step += 1
+        seconds += time.perf_counter() - started
+        report = None
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            report = validate(model, val_pairs) if val_pairs else None
+            model.to(run_device).train()
+            history.append({"step": step, "loss": loss_value, "seconds": seconds, **(report or {})})
+            _save_checkpoint(
+                out,
+                model,
+                optimizer,
+                {
+                    "config": config.to_dict(),
+                    "step": step,
+                    "seconds": seconds,
+                    "rng": rng.bit_generator.state,
+                    "history": history,
+                },
+            )
+        if on_step:
+            on_step(step, loss_value, report)
+    model.cpu()
+    description = {
+        "format": FORMAT,
+        "version": 1,
+        "arch": config.arch.to_dict(),
+        "training": {**config.to_dict(), "seconds": seconds, "device": _hardware(run_device)},
+        "validation": history[-1] if history else {},
+        "history": history,
+    }
+    atomic_write_bytes(out, _to_bytes(model.state_dict()))
+    atomic_write_json(out.with_suffix(".json"), description)
+    return description
+
+
+def _hardware(run_device: torch.device) -> str:
+    if run_device.type == "cuda":
+        return torch.cuda.get_device_name(run_device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads of {os.cpu_count()}"
+
+
+def load_filter(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a filter file and its JSON description into a runnable model in eval mode.
+
+    Raises:
+        NnslimError: Missing files, a file that is not a plain state dict (pickled objects
+            are refused), or weights that do not fit the architecture.
+    """
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise NnslimError(f"{meta_path}: missing; a filter needs its JSON description beside it")
+    try:
+        meta = json.loads(meta_path.read_text())
+        arch = ArchSpec.from_dict(meta["arch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NnslimError(f"{meta_path}: not a filter description ({exc})") from None
+    state = _safe_load(path)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise NnslimError(f"{path}: expected a state dict of tensors")
+    model = build(arch)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        raise NnslimError(f"{path}: weights do not match architecture {arch.name!r} ({' '.join(first[:2])})") from None
+    model.eval()
+    return model, meta

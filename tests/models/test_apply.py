@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnslim.errors import NnslimError
+from nnslim.models.apply import filter_plane, filter_yuv_file
+from nnslim.models.filters import ArchSpec, build
+from nnslim.video.yuv import Sequence, describe_yuv, read_yuv
+
+
+def _random_filter() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build(ArchSpec("postfilter", {"channels": 8}))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return model.eval()
+
+
+def test_tiles_with_enough_overlap_equal_the_whole_frame() -> None:
+    model = _random_filter()  # receptive field: 7 pixels each side
+    plane = np.random.default_rng(0).integers(0, 256, (70, 100), dtype=np.uint8)
+    whole = filter_plane(model, plane, 37, tile=512, overlap=0)
+    tiled = filter_plane(model, plane, 37, tile=32, overlap=8)
+    np.testing.assert_array_equal(whole, tiled)
+    assert not np.array_equal(whole, plane)
+
+
+def test_filtering_a_file_reports_psnr_and_passes_chroma(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    out = tmp_path / "filtered_128x64_30fps_8bit_420.yuv"
+    result = filter_yuv_file(_random_filter(), tiny_sequence, out, 37, reference=tiny_sequence, tile=48)
+    filtered, original = read_yuv(describe_yuv(out)), read_yuv(tiny_sequence)
+    np.testing.assert_array_equal(filtered.u, original.u)
+    np.testing.assert_array_equal(filtered.v, original.v)
+    assert result["psnr_before"]["y"] == 100.0
+    assert result["psnr_after"]["y"] < 100.0 and result["psnr_after"]["u"] == 100.0
+    assert result["frames"] == 8 and result["peak_rss_mib"] > 0
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ten_bit_input_is_refused(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    ten = Sequence("T", tiny_sequence.path, 128, 64, 30.0, 4, 10)
+    with pytest.raises(NnslimError, match="8-bit"):
+        filter_yuv_file(_random_filter(), ten, tmp_path / "o.yuv", 37)

@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnslim.errors import NnslimError
+from nnslim.models.data import LumaPairs, encode_pairs, sample_batch
+from nnslim.models.filters import ArchSpec
+from nnslim.models.train import TrainConfig, learning_rate, load_filter, train
+from nnslim.video.yuv import Sequence
+
+SMALL = ArchSpec("postfilter", {"channels": 8, "layers": 3})
+
+
+@pytest.fixture
+def pairs(tiny_sequence: Sequence, tmp_path: Path) -> list[LumaPairs]:
+    return encode_pairs([tiny_sequence], "x265", (37,), tmp_path / "cache")
+
+
+def test_pairs_come_from_a_real_encode(pairs: list[LumaPairs]) -> None:
+    (pair,) = pairs
+    assert pair.decoded.shape == pair.original.shape == (8, 64, 128)
+    assert not np.array_equal(pair.decoded, pair.original)
+    assert np.abs(pair.decoded.astype(int) - pair.original).mean() < 10
+
+
+def test_patch_sampling_is_deterministic(pairs: list[LumaPairs]) -> None:
+    a = sample_batch(pairs, np.random.default_rng(3), 4, 32)
+    b = sample_batch(pairs, np.random.default_rng(3), 4, 32)
+    for left, right in zip(a, b, strict=True):
+        assert torch.equal(left, right)
+    assert a[0].shape == (4, 1, 32, 32) and float(a[0].max()) <= 1.0 and list(a[2]) == [37.0] * 4
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    config = TrainConfig(SMALL, steps=100, warmup=10, lr=1e-3, final_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(1e-4)
+    assert learning_rate(config, 9) == pytest.approx(1e-3)
+    assert learning_rate(config, 100) == pytest.approx(1e-4)
+
+
+def test_resume_gives_the_same_weights(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    config = TrainConfig(SMALL, steps=6, batch=2, patch=32, warmup=2, checkpoint_every=3, threads=1)
+    train(config, pairs, pairs, tmp_path / "straight.pt")
+
+    def stop_after_checkpoint(step: int, _loss: float, _report: object) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, pairs, pairs, tmp_path / "resumed.pt", on_step=stop_after_checkpoint)
+    description = train(config, pairs, pairs, tmp_path / "resumed.pt", resume=True)
+    straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    assert [h["step"] for h in description["history"]] == [3, 6]
+    assert set(description["validation"]) >= {"psnr_y_codec", "psnr_y_filtered", "gain_db"}
+
+
+def test_resume_with_other_settings_is_refused(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    config = TrainConfig(SMALL, steps=2, batch=2, patch=32, checkpoint_every=1, threads=1)
+    train(config, pairs, [], tmp_path / "f.pt")
+    with pytest.raises(NnslimError, match="other settings"):
+        train(
+            TrainConfig(SMALL, steps=2, batch=4, patch=32, checkpoint_every=1),
+            pairs,
+            [],
+            tmp_path / "f.pt",
+            resume=True,
+        )
+
+
+def test_loader_round_trip_and_refusals(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    out = tmp_path / "f.pt"
+    train(TrainConfig(SMALL, steps=1, batch=2, patch=32, threads=1), pairs, [], out)
+    model, meta = load_filter(out)
+    assert meta["arch"] == SMALL.to_dict() and not model.training
+
+    pickled = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Conv2d(1, 1, 3), pickled)
+    pickled.with_suffix(".json").write_text(out.with_suffix(".json").read_text())
+    with pytest.raises(NnslimError, match="not a plain state dict"):
+        load_filter(pickled)
+
+    other = tmp_path / "other.pt"
+    other.write_bytes(out.read_bytes())
+    other.with_suffix(".json").write_text(
+        out.with_suffix(".json").read_text().replace('"channels": 8', '"channels": 16')
+    )
+    with pytest.raises(NnslimError, match="weights do not match architecture 'postfilter'"):
+        load_filter(other)
+
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(out.read_bytes()[:100])
+    truncated.with_suffix(".json").write_text(out.with_suffix(".json").read_text())
+    with pytest.raises(NnslimError, match="not a plain state dict"):
+        load_filter(truncated)
