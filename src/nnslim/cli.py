@@ -54,6 +54,12 @@ def _presets(items: list[str]) -> dict[str, str]:
     return presets
 
 
+def _selected_sequences(args: argparse.Namespace) -> list[content.Sequence]:
+    names = _name_list(args.names) if args.names else None
+    max_size = parse_size(args.max_size) if args.max_size else None
+    return list(content.select(content.load_manifest(args.sequences), args.split, names, max_size))
+
+
 def _versions(codecs: list[str]) -> dict[str, str]:
     return {"nnslim": __version__, "ffmpeg": ffmpeg_version(), **{c: encoder_version(c) for c in codecs}}
 
@@ -168,14 +174,7 @@ def cmd_codecs(args: argparse.Namespace) -> dict[str, Any]:
     anchor = args.anchor or codec_names[0]
     if anchor not in codec_names:
         raise NnslimError(f"anchor {anchor} is not among the codecs compared")
-    sequences = list(
-        content.select(
-            content.load_manifest(args.sequences),
-            args.split,
-            _name_list(args.names) if args.names else None,
-            parse_size(args.max_size) if args.max_size else None,
-        )
-    )
+    sequences = _selected_sequences(args)
     if not sequences:
         raise NnslimError(f"no {args.split or ''} sequences in {args.sequences} match the selection")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
@@ -388,14 +387,7 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
     qps = tuple(_int_list(args.qps))
     for qp in qps:
         get_codec(codec).quantizer(qp)
-    sequences = list(
-        content.select(
-            content.load_manifest(args.sequences),
-            args.split,
-            _name_list(args.names) if args.names else None,
-            parse_size(args.max_size) if args.max_size else None,
-        )
-    )
+    sequences = _selected_sequences(args)
     trained_on = set(meta.get("training", {}).get("train_sequences", [])) | set(
         meta.get("training", {}).get("validation_sequences", [])
     )

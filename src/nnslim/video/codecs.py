@@ -88,96 +88,42 @@ class CodecSpec:
         return [a.format(q=q, preset=self.preset) for a in self.args]
 
 
-CODECS: dict[str, CodecSpec] = {
-    spec.name: spec
-    for spec in (
-        CodecSpec(
-            "x264",
-            "H.264/AVC",
-            "libx264",
-            "h264",
-            "264",
-            ("-c:v", "libx264", "-preset", "{preset}", "-tune", "psnr", "-qp", "{q}", "-g", "250"),
-            "medium",
-            r"x264 - core (\d+[\w ]*?) - ",
-        ),
-        CodecSpec(
-            "x265",
-            "H.265/HEVC",
-            "libx265",
-            "hevc",
-            "265",
-            (
-                "-c:v",
-                "libx265",
-                "-preset",
-                "{preset}",
-                "-tune",
-                "psnr",
-                "-x265-params",
-                "qp={q}:keyint=250:aq-mode=0:log-level=error",
-            ),
-            "medium",
-            r"x265 \(build \d+\) - ([\w.+\-]+)",
-        ),
-        CodecSpec(
-            "svtav1",
-            "AV1",
-            "libsvtav1",
-            "ivf",
-            "ivf",
-            ("-c:v", "libsvtav1", "-preset", "{preset}", "-g", "250", "-svtav1-params", "rc=0:qp={q}:aq-mode=0:tune=1"),
-            "8",
-            r"SVT-AV1 Encoder Lib (\S+)",
-            q_scale=2,
-            q_offset=-21,
-            qp_range=(11, 42),
-        ),
-        CodecSpec(
-            "aom",
-            "AV1",
-            "libaom-av1",
-            "ivf",
-            "ivf",
-            (
-                "-c:v",
-                "libaom-av1",
-                "-cpu-used",
-                "{preset}",
-                "-row-mt",
-                "1",
-                "-crf",
-                "{q}",
-                "-b:v",
-                "0",
-                "-aq-mode",
-                "0",
-                "-tune",
-                "psnr",
-                "-g",
-                "250",
-                "-aom-params",
-                "deltaq-mode=0",
-            ),
-            "6",
-            r"libaom-av1 @ \w+\] (v\d[\w.\-]*)",
-            q_scale=2,
-            q_offset=-21,
-            qp_range=(11, 42),
-        ),
-        CodecSpec(
-            "vvenc",
-            "H.266/VVC",
-            "libvvenc",
-            "vvc",
-            "266",
-            ("-c:v", "libvvenc", "-preset", "{preset}", "-qp", "{q}", "-qpa", "0", "-period", "10"),
-            "faster",
-            r"libvvenc version: (\S+)",
-            input_bitdepth=10,
-        ),
-    )
-}
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# fmt: off
+_CODEC_SPECS = (
+    CodecSpec(
+        name="x264", standard="H.264/AVC", encoder="libx264", muxer="h264", extension="264", preset="medium",
+        args=_words("-c:v libx264 -preset {preset} -tune psnr -qp {q} -g 250"),
+        version_pattern=r"x264 - core (\d+[\w ]*?) - ",
+    ),
+    CodecSpec(
+        name="x265", standard="H.265/HEVC", encoder="libx265", muxer="hevc", extension="265", preset="medium",
+        args=_words("-c:v libx265 -preset {preset} -tune psnr "
+                    "-x265-params qp={q}:keyint=250:aq-mode=0:log-level=error"),
+        version_pattern=r"x265 \(build \d+\) - ([\w.+\-]+)",
+    ),
+    CodecSpec(
+        name="svtav1", standard="AV1", encoder="libsvtav1", muxer="ivf", extension="ivf", preset="8",
+        args=_words("-c:v libsvtav1 -preset {preset} -g 250 -svtav1-params rc=0:qp={q}:aq-mode=0:tune=1"),
+        version_pattern=r"SVT-AV1 Encoder Lib (\S+)", q_scale=2, q_offset=-21, qp_range=(11, 42),
+    ),
+    CodecSpec(
+        name="aom", standard="AV1", encoder="libaom-av1", muxer="ivf", extension="ivf", preset="6",
+        args=_words("-c:v libaom-av1 -cpu-used {preset} -row-mt 1 -crf {q} -b:v 0 -aq-mode 0 -tune psnr -g 250 "
+                   "-aom-params deltaq-mode=0"),
+        version_pattern=r"libaom-av1 @ \w+\] (v\d[\w.\-]*)", q_scale=2, q_offset=-21, qp_range=(11, 42),
+    ),
+    CodecSpec(
+        name="vvenc", standard="H.266/VVC", encoder="libvvenc", muxer="vvc", extension="266", preset="faster",
+        args=_words("-c:v libvvenc -preset {preset} -qp {q} -qpa 0 -period 10"),
+        version_pattern=r"libvvenc version: (\S+)", input_bitdepth=10,
+    ),
+)
+# fmt: on
+CODECS: dict[str, CodecSpec] = {spec.name: spec for spec in _CODEC_SPECS}
 
 
 def get_codec(name: str, preset: str | None = None) -> CodecSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -69,7 +70,8 @@ def _cache_folder(cache: Path, point: Point, frames: int | None) -> Path:
     seq = point.sequence
     content = seq.sha256 or sha256_file(seq.path)
     count = seq.frames if frames is None else min(frames, seq.frames)
-    return cache / f"{seq.name}-{content[:12]}" / f"{point.codec.name}-{point.codec.preset}-f{count}"
+    settings = hashlib.sha256("\0".join(point.codec.args).encode()).hexdigest()[:8]
+    return cache / f"{seq.name}-{content[:12]}" / f"{point.codec.name}-{point.codec.preset}-{settings}-f{count}"
 
 
 def cached_row(point: Point, frames: int | None, cache: Path) -> dict[str, Any] | None:
