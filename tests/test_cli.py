@@ -69,24 +69,10 @@ def test_encode_writes_json_and_a_store_row(tiny_sequence: Sequence, tmp_path: P
     out = tmp_path / "out"
     out.mkdir()
     report = tmp_path / "encode.json"
-    assert (
-        main(
-            [
-                "encode",
-                str(tiny_sequence.path),
-                "--codec",
-                "x265",
-                "--qp",
-                "27",
-                "--out",
-                str(out),
-                "--json",
-                str(report),
-            ]
-        )
-        == 0
-    )
+    argv = ["encode", str(tiny_sequence.path), "--codec", "x265", "--qp", "27", "--out", str(out)]
+    assert main([*argv, "--json", str(report), "--save-decoded"]) == 0
     row = json.loads(report.read_text())
+    assert Path(row["decoded"]).stat().st_size == tiny_sequence.path.stat().st_size
     for key in (
         "codec",
         "sequence",

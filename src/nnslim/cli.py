@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -20,7 +21,8 @@ from nnslim.store import ResultsStore
 from nnslim.video import content
 from nnslim.video.codecs import CODECS, encoder_version, ffmpeg_version, get_codec
 from nnslim.video.compare import Point, cached_row, comparison_report, measure, run_point
-from nnslim.video.yuv import describe_yuv, parse_size
+from nnslim.video.decode import decode_file
+from nnslim.video.yuv import describe_yuv, jvet_name, parse_size, to_8bit, write_yuv
 
 console = Console()
 
@@ -141,6 +143,12 @@ def cmd_encode(args: argparse.Namespace) -> dict[str, Any]:
         f"YUV-PSNR {row['psnr_yuv']:.2f} dB, VMAF {_fmt(row['vmaf'], 2)}, encode {row['encode_s']:.2f} s wall "
         f"({row['encode_cpu_s']:.2f} s CPU), decode {row['decode_s']:.3f} s -> {row['bitstream']}"
     )
+    if args.save_decoded:
+        decoded = decode_file(Path(row["bitstream"]), spec.muxer).video
+        target = out / jvet_name(f"{seq.name}-{spec.name}-qp{args.qp}", seq.width, seq.height, seq.fps)
+        write_yuv(target, decoded if decoded.y.dtype == np.uint8 else to_8bit(decoded))
+        row["decoded"] = str(target)
+        console.print(f"decoded video written to {target}")
     run_id = ResultsStore(args.store).record(
         "encode",
         {
@@ -448,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="code only the first N frames")
     p.add_argument("--preset", help="encoder preset instead of the default")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF")
+    p.add_argument("--save-decoded", action="store_true", help="also write the decoded 8-bit .yuv into --out")
     common(p)
     p.set_defaults(func=cmd_encode)
 
