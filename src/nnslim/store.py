@@ -58,7 +58,9 @@ def git_commit() -> str | None:
         )
     except OSError:
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
 
 
 class ResultsStore:
