@@ -11,7 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from nnslim.io import atomic_write_bytes
 
@@ -35,6 +35,7 @@ def plot_rd_curves(rows: list[dict[str, Any]], path: Path, metric: str = "psnr_y
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=codec)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(seq, fontsize=10)
