@@ -179,7 +179,7 @@ def cmd_codecs(args: argparse.Namespace) -> dict[str, Any]:
     for path in (args.json, args.plot):
         if path:
             require_writable_file(path)
-    anchor = args.anchor or codec_names[0]
+    anchor = args.anchor or ("x264" if "x264" in codec_names else codec_names[0])
     if anchor not in codec_names:
         raise NnslimError(f"anchor {anchor} is not among the codecs compared")
     sequences = _selected_sequences(args)
@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to use (train or test; empty for all)")
     p.add_argument("--names", help="only these sequences (comma-separated)")
     p.add_argument("--max-size", help="skip sequences larger than WxH")
-    p.add_argument("--anchor", default="x264", help="codec the BD-rates and time ratios refer to")
+    p.add_argument("--anchor", help="codec the BD-rates and time ratios refer to (x264 if compared)")
     p.add_argument("--preset", action="append", default=[], help="CODEC=PRESET (repeatable)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes (resume)")
     p.add_argument("--no-vmaf", action="store_true", help="skip VMAF")
