@@ -426,7 +426,7 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
-    parser = _Parser(prog="nnslim", description=__doc__)
+    parser = _Parser(prog="nnslim", description="Make CNN video coding tools small and fast, measured on real codecs.")
     parser.add_argument("--version", action="version", version=f"nnslim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
