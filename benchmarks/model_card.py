@@ -2,8 +2,10 @@
 
 For every ``models/*.pt`` with its JSON description, measures Y-PSNR of the codec alone and
 codec + filter on the test-split sequences (up to 416x240; all frames) at the QPs the
-filter was trained on, and over QP 22/27/32/37 for filters trained on several QPs (giving a
-BD-rate). Prints the table and writes models/CARD.md and benchmarks/results/model_card.json.
+filter was trained on, and over QP 22/27/32/37 for filters trained on several QPs. Filters
+of one architecture and codec trained one per QP form a family; a family covering four
+QPs or more gets the BD-rate of codec + filter against codec alone. Prints the tables and
+writes models/CARD.md and benchmarks/results/model_card.json.
 
     .venv/bin/python benchmarks/model_card.py [--sequences data/sequences] [--models models]
 """
@@ -21,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from nnslim.io import atomic_write_bytes, atomic_write_json
-from nnslim.models.assess import filter_gain
+from nnslim.models.assess import filter_gain, summarise
 from nnslim.models.filters import kmac_per_pixel, parameter_count
-from nnslim.models.train import load_filter
+from nnslim.models.train import lineage, load_filter
 from nnslim.video.content import cache_dir, load_manifest, select
 
 LADDER = (22, 27, 32, 37)
@@ -36,6 +38,7 @@ def card_row(model_path: Path, sequences_dir: Path, frames: int | None) -> dict[
     measured_qps = LADDER if len(qps) > 1 else qps
     sequences = list(select(load_manifest(sequences_dir), "test", max_size=(416, 240)))
     gain = filter_gain(model, sequences, training["codec"], measured_qps, cache_dir() / "encodes", frames)
+    runs = lineage(training)
     return {
         "file": model_path.name,
         "arch": meta["arch"],
@@ -45,34 +48,72 @@ def card_row(model_path: Path, sequences_dir: Path, frames: int | None) -> dict[
         "codec": training["codec"],
         "trained_qps": list(qps),
         "measured_qps": list(measured_qps),
-        "steps": training["steps"],
+        "steps": sum(run["steps"] for run in runs),
         "batch": training["batch"],
         "patch": training["patch"],
         "lr": training["lr"],
         "loss": training["loss"],
         "train_sequences": training["train_sequences"],
         "validation_sequences": training["validation_sequences"],
-        "train_seconds": training["seconds"],
+        "train_seconds": sum(run["seconds"] for run in runs),
         "device": training["device"],
         "validation": meta["validation"],
         "test": gain,
-        "command": train_command(meta["arch"], model_path.name, training),
+        "commands": train_commands(meta["arch"], model_path.name, training),
     }
+
+
+def families(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Join filters of one architecture and codec trained one per QP, and summarise each join over its QPs."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if len(r["trained_qps"]) == 1:
+            key = f"{r['arch']['name']} {json.dumps(r['arch']['kwargs'], sort_keys=True)} {r['codec']}"
+            groups.setdefault(key, []).append(r)
+    joined = []
+    for members in groups.values():
+        if len({m["trained_qps"][0] for m in members}) >= len(LADDER):
+            members = sorted(members, key=lambda m: m["trained_qps"][0])
+            summary = summarise([t for m in members for t in m["test"]["rows"]])
+            joined.append(
+                {
+                    "arch": members[0]["arch"],
+                    "codec": members[0]["codec"],
+                    "files": [m["file"] for m in members],
+                    "qps": [m["trained_qps"][0] for m in members],
+                    **summary,
+                }
+            )
+    return joined
 
 
 def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:+.2f}%"
 
 
-def train_command(arch: dict[str, Any], file: str, training: dict[str, Any]) -> str:
-    """The `nnslim train` command line that reproduces a filter file."""
+def train_commands(arch: dict[str, Any], file: str, training: dict[str, Any]) -> list[str]:
+    """The `nnslim train` command lines that reproduce a filter file, first run first.
+
+    A fine-tuned filter (``--init``) needs the runs that made its starting weights first.
+    """
+    runs = lineage(training)
+    outs = [run["init_from"]["file"] for run in runs[1:]] + [file]
+    return [_command(arch, out, run) for run, out in zip(runs, outs, strict=True)]
+
+
+def _command(arch: dict[str, Any], file: str, training: dict[str, Any]) -> str:
     parts = ["nnslim train", f"--arch {arch['name']}"]
     if arch["kwargs"]:
         parts.append(f"--arch-args '{json.dumps(arch['kwargs'])}'")
     parts += [
         f"--codec {training['codec']}",
         f"--qp {','.join(map(str, training['qps']))}",
+        f"--train {','.join(training['train_sequences'])}",
         f"--validation {','.join(training['validation_sequences'])}",
+    ]
+    if training.get("init_from"):
+        parts.append(f"--init models/{training['init_from']['file']}")
+    parts += [
         f"--steps {training['steps']}",
         f"--batch {training['batch']}",
         f"--patch {training['patch']}",
@@ -85,36 +126,47 @@ def train_command(arch: dict[str, Any], file: str, training: dict[str, Any]) -> 
     return " \\\n    ".join(parts)
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], joined: list[dict[str, Any]]) -> str:
     lines = [
         "# Model card: shipped filters",
         "",
         "Written by `benchmarks/model_card.py`. Gains are Y-PSNR of codec + filter minus codec alone, on the",
-        "`test` split (sequences up to 416x240, all frames), which no training used. Reproduce each file with",
-        "the command in the section below.",
+        "`test` split (sequences up to 416x240, all frames), which no training used. Steps and training time",
+        "add up every run that made a file (a fine-tune counts the runs of its starting weights too).",
+        "Reproduce each file with the commands in the section below.",
         "",
         "| file | arch | params | kMAC/px | codec | trained QPs | steps | train time | hardware "
         "| test gain (dB) | BD-rate |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        bd = r["test"]["mean"]["bd_rate"]
         lines.append(
             f"| {r['file']} | {r['arch']['name']} {r['arch']['kwargs'] or ''} | {r['parameters']:,} "
             f"| {r['kmac_per_pixel']:.1f} | {r['codec']} | {','.join(map(str, r['trained_qps']))} | {r['steps']} "
             f"| {r['train_seconds'] / 60:.0f} min | {r['device']} | {r['test']['mean']['gain_db']:+.3f} "
-            f"| {_percent(bd)} |"
+            f"| {_percent(r['test']['mean']['bd_rate'])} |"
         )
+    for family in joined:
+        lines += [
+            "",
+            f"## {family['codec']} + {family['arch']['name']} (one model per QP) against {family['codec']} alone",
+            "",
+            f"Files {', '.join(family['files'])}, each applied at its own QP ({', '.join(map(str, family['qps']))}). "
+            "BD-rate of Y-PSNR against kbps, Akima interpolation (`bjontegaard`); negative is a saving.",
+            "",
+            "| sequence | mean gain (dB) | BD-rate | BD-PSNR (dB) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {p['sequence']} | {p['gain_db']:+.3f} | {_percent(p['bd_rate'])} | {p['bd_psnr']:+.3f} |"
+            for p in family["per_sequence"]
+        ]
+        lines.append(f"| **mean** | {family['mean']['gain_db']:+.3f} | {_percent(family['mean']['bd_rate'])} | |")
     lines += ["", "## Reproducing", ""]
     for r in rows:
-        lines += [
-            f"`{r['file']}` ({r['train_seconds'] / 60:.0f} min on {r['device']}):",
-            "",
-            "```",
-            r["command"],
-            "```",
-            "",
-        ]
+        lines += [f"`{r['file']}` ({r['train_seconds'] / 60:.0f} min on {r['device']}):", "", "```"]
+        lines += "\n".join(r["commands"]).splitlines()
+        lines += ["```", ""]
     lines += ["## Per sequence", ""]
     for r in rows:
         lines += [
@@ -158,10 +210,17 @@ def run() -> int:
             f"{r['test']['mean']['gain_db']:+.3f}",
             _percent(r["test"]["mean"]["bd_rate"]),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    joined = families(rows)
+    for family in joined:
+        console.print(
+            f"{family['codec']} + {family['arch']['name']} at QPs {family['qps']}: "
+            f"BD-rate {_percent(family['mean']['bd_rate'])} against {family['codec']} alone"
+        )
     args.results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.results / "model_card.json", {"filters": rows})
-    atomic_write_bytes(args.models / "CARD.md", markdown(rows).encode())
+    atomic_write_json(args.results / "model_card.json", {"filters": rows, "families": joined})
+    atomic_write_bytes(args.models / "CARD.md", markdown(rows, joined).encode())
     return 0
 
 

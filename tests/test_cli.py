@@ -270,3 +270,10 @@ def test_filter_with_a_mismatched_size_is_one_line(
         ["filter", str(model), "--input", str(odd), "--size", "128x64", "--out", str(tmp_path / "o.yuv")],
         "not a whole number of 128x64",
     )
+
+
+def test_training_on_sequences_outside_the_train_split_is_one_line(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--arch", "vrcnn", "--sequences", str(tiny_folder), "--validation", "", "--train", "Tiny"]
+    _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "training sequence(s) Tiny are not in the train split")

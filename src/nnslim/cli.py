@@ -313,9 +313,20 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     unknown = sorted(set(validation) - {s.name for s in available})
     if unknown:
         raise NnslimError(f"validation sequence(s) {', '.join(unknown)} are not in the train split")
-    training = [s for s in available if s.name not in validation]
+    if args.train:
+        names = _name_list(args.train)
+        unknown = sorted(set(names) - {s.name for s in available})
+        if unknown:
+            raise NnslimError(f"training sequence(s) {', '.join(unknown)} are not in the train split")
+        if set(names) & set(validation):
+            raise NnslimError("a sequence cannot be both trained and validated on")
+        training = [s for s in available if s.name in names]
+    else:
+        training = [s for s in available if s.name not in validation]
     if not training:
         raise NnslimError(f"no train-split sequences left in {args.sequences} for training")
+    if args.init:
+        train.load_filter(args.init)
     config = train.TrainConfig(
         arch=arch,
         codec=args.codec,
@@ -330,6 +341,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         train_sequences=tuple(s.name for s in training),
         validation_sequences=tuple(validation),
+        init=str(args.init) if args.init else None,
     )
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
     with console.status("encoding the training sequences") as status:
@@ -420,7 +432,9 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
             _fmt(row["gain_db"], 3, signed=True),
         )
     console.print(table)
-    console.print(f"mean gain {result['mean']['gain_db']:+.3f} dB; BD-rate {_fmt(result['mean']['bd_rate'], 2)}%")
+    bd = result["mean"]["bd_rate"]
+    bd_text = "n/a (needs four QPs or more)" if math.isnan(bd) else f"{bd:+.2f}%"
+    console.print(f"mean gain {result['mean']['gain_db']:+.3f} dB; BD-rate {bd_text}")
     return {"model": str(args.model), "codec": codec, "qps": list(qps), "split": args.split, **result}
 
 
@@ -483,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qp", default="37", help="ladder QP(s) of the training encodes, comma-separated")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
     p.add_argument("--validation", default="Motorcycle", help="train-split sequences held out for validation")
+    p.add_argument("--train", help="train on these train-split sequences only (all but --validation by default)")
+    p.add_argument("--init", type=Path, help="start from this filter's weights (fine-tune) instead of random ones")
     p.add_argument("--out", type=Path, required=True, help="filter file to write (.pt, with .json beside it)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)

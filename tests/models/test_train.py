@@ -7,7 +7,7 @@ import torch
 from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs, encode_pairs, sample_batch
 from nnslim.models.filters import ArchSpec
-from nnslim.models.train import TrainConfig, learning_rate, load_filter, train
+from nnslim.models.train import TrainConfig, learning_rate, lineage, load_filter, train
 from nnslim.video.yuv import Sequence
 
 SMALL = ArchSpec("postfilter", {"channels": 8, "layers": 3})
@@ -98,3 +98,24 @@ def test_loader_round_trip_and_refusals(pairs: list[LumaPairs], tmp_path: Path) 
     truncated.with_suffix(".json").write_text(out.with_suffix(".json").read_text())
     with pytest.raises(NnslimError, match="not a plain state dict"):
         load_filter(truncated)
+
+
+def test_init_starts_from_another_filter_and_records_it(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    first = tmp_path / "first.pt"
+    train(TrainConfig(SMALL, steps=2, batch=2, patch=32, threads=1), pairs, [], first)
+    config = TrainConfig(SMALL, steps=1, batch=2, patch=32, lr=0.0, warmup=1, threads=1, init=str(first))
+    description = train(config, pairs, [], tmp_path / "second.pt")
+    before = torch.load(first, weights_only=True)
+    after = torch.load(tmp_path / "second.pt", weights_only=True)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert description["training"]["init_from"]["file"] == "first.pt"
+    assert [run["steps"] for run in lineage(description["training"])] == [2, 1]
+
+
+def test_init_from_another_architecture_is_refused(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    first = tmp_path / "first.pt"
+    train(TrainConfig(SMALL, steps=1, batch=2, patch=32, threads=1), pairs, [], first)
+    other = TrainConfig(ArchSpec("postfilter", {"channels": 4, "layers": 3}), steps=1, init=str(first))
+    with pytest.raises(NnslimError, match="cannot start 'postfilter' from it"):
+        train(other, pairs, [], tmp_path / "second.pt")

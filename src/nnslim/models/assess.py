@@ -27,9 +27,6 @@ def filter_gain(
 ) -> dict[str, Any]:
     """Y-PSNR of codec alone and codec + filter per sequence and QP, and the BD-rate between them.
 
-    The filtered video has the same bitrate as the decoded one (a post-filter sends no
-    bits), so BD-rate compares the two Y-PSNR curves at the same kbps, Akima-interpolated.
-
     Args:
         model: The filter.
         sequences: Sequences to measure on (callers pass the `test` split).
@@ -40,8 +37,7 @@ def filter_gain(
         on_step: Called with a label before each (sequence, QP).
 
     Returns:
-        ``rows`` (one per sequence and QP), ``per_sequence`` (BD-rate and BD-PSNR when there
-        are four QPs or more) and the ``mean`` Y-PSNR gain.
+        The summary of :func:`summarise` over one row per sequence and QP.
     """
     rows: list[dict[str, Any]] = []
     for seq in sequences:
@@ -61,26 +57,44 @@ def filter_gain(
                     "gain_db": after - before,
                 }
             )
+    return summarise(rows)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-sequence and mean gain, and BD-rate of codec + filter against codec alone.
+
+    The filtered video has the same bitrate as the decoded one (a post-filter sends no
+    bits), so BD-rate compares the two Y-PSNR curves at the same kbps, Akima-interpolated.
+    A sequence measured at fewer than four QPs gets no BD-rate (NaN).
+
+    Args:
+        rows: One per sequence and QP, as :func:`filter_gain` makes them; rows of several
+            single-QP filters (one model per QP) may be joined.
+
+    Returns:
+        ``rows``, ``per_sequence`` (gain, BD-rate and BD-PSNR) and the ``mean`` gain and BD-rate.
+    """
     per_sequence = []
-    for seq in sequences:
-        mine = sorted((r for r in rows if r["sequence"] == seq.name), key=lambda r: r["kbps"])
+    for name in dict.fromkeys(r["sequence"] for r in rows):
+        mine = sorted((r for r in rows if r["sequence"] == name), key=lambda r: r["kbps"])
         kbps = [r["kbps"] for r in mine]
         codec_curve = (kbps, [r["psnr_y_codec"] for r in mine])
         filter_curve = (kbps, [r["psnr_y_filtered"] for r in mine])
         enough = len(mine) >= 4
         per_sequence.append(
             {
-                "sequence": seq.name,
+                "sequence": name,
                 "gain_db": float(np.mean([r["gain_db"] for r in mine])),
                 "bd_rate": bd_rate(codec_curve, filter_curve) if enough else math.nan,
                 "bd_psnr": bd_psnr(codec_curve, filter_curve) if enough else math.nan,
             }
         )
+    rates = [p["bd_rate"] for p in per_sequence if not math.isnan(p["bd_rate"])]
     return {
         "rows": rows,
         "per_sequence": per_sequence,
         "mean": {
             "gain_db": float(np.mean([r["gain_db"] for r in rows])),
-            "bd_rate": float(np.nanmean([p["bd_rate"] for p in per_sequence])) if len(qps) >= 4 else math.nan,
+            "bd_rate": float(np.mean(rates)) if rates else math.nan,
         },
     }

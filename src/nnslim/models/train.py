@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nnslim.errors import NnslimError
-from nnslim.io import atomic_write_bytes, atomic_write_json
+from nnslim.io import atomic_write_bytes, atomic_write_json, sha256_file
 from nnslim.models.apply import filter_frames
 from nnslim.models.data import LumaPairs, sample_batch
 from nnslim.models.filters import ArchSpec, build, takes_qp
@@ -50,6 +50,9 @@ class TrainConfig:
         seed: Seeds the weights and the patch sampling.
         checkpoint_every: Steps between checkpoints (and validations).
         threads: CPU threads (all cores when None).
+        train_sequences: Names of the sequences the patches come from.
+        validation_sequences: Names of the held-out sequences validated on.
+        init: Filter file whose weights start the run (a fine-tune), or None for a fresh start.
     """
 
     arch: ArchSpec
@@ -67,6 +70,7 @@ class TrainConfig:
     threads: int | None = None
     train_sequences: tuple[str, ...] = field(default=())
     validation_sequences: tuple[str, ...] = field(default=())
+    init: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,6 +176,7 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build(config.arch)
+    init = _initialise(model, config) if config.init else None
     run_device = device()
     model.to(run_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -225,13 +230,32 @@ def train(
         "format": FORMAT,
         "version": 1,
         "arch": config.arch.to_dict(),
-        "training": {**config.to_dict(), "seconds": seconds, "device": _hardware(run_device)},
+        "training": {**config.to_dict(), "seconds": seconds, "device": _hardware(run_device), "init_from": init},
         "validation": history[-1] if history else {},
         "history": history,
     }
     atomic_write_bytes(out, _to_bytes(model.state_dict()))
     atomic_write_json(out.with_suffix(".json"), description)
     return description
+
+
+def _initialise(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
+    """Load the weights of ``config.init`` into ``model``; return what the description records of it."""
+    path = Path(str(config.init))
+    start, meta = load_filter(path)
+    if ArchSpec.from_dict(meta["arch"]) != config.arch:
+        theirs = meta["arch"]["name"]
+        raise NnslimError(f"{path} is a {theirs!r} filter of other settings; cannot start {config.arch.name!r} from it")
+    model.load_state_dict(start.state_dict())
+    return {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
+
+
+def lineage(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training runs that made a filter, first run first, following ``init_from`` back."""
+    runs = [training]
+    while runs[0].get("init_from"):
+        runs.insert(0, runs[0]["init_from"]["training"])
+    return runs
 
 
 def _hardware(run_device: torch.device) -> str:
