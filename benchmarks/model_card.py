@@ -119,6 +119,7 @@ def _command(arch: dict[str, Any], file: str, training: dict[str, Any]) -> str:
         f"--patch {training['patch']}",
         f"--lr {training['lr']}",
         f"--loss {training['loss']}",
+        f"--margin {training.get('margin', 0)}",
         f"--seed {training['seed']}",
         f"--checkpoint-every {training['checkpoint_every']}",
         f"--out models/{file}",

@@ -276,4 +276,12 @@ def test_training_on_sequences_outside_the_train_split_is_one_line(
     tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["train", "--arch", "vrcnn", "--sequences", str(tiny_folder), "--validation", "", "--train", "Tiny"]
-    _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "training sequence(s) Tiny are not in the train split")
+    expected = "training sequence(s) Tiny are not in the train split"
+    _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], expected)
+
+
+def test_a_margin_that_eats_the_patch_is_one_line(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--arch", "vrcnn", "--sequences", str(tiny_folder), "--patch", "32", "--margin", "16"]
+    _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "--margin 16 leaves nothing of a 32-pixel patch")

@@ -304,6 +304,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     build(arch)
     if args.loss not in ("mse", "l1"):
         raise NnslimError(f"--loss must be mse or l1, got {args.loss!r}")
+    if not 0 <= 2 * args.margin < args.patch:
+        raise NnslimError(f"--margin {args.margin} leaves nothing of a {args.patch}-pixel patch for the loss")
     qps = tuple(_int_list(args.qp))
     for qp in qps:
         get_codec(args.codec).quantizer(qp)
@@ -336,6 +338,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         patch=args.patch,
         lr=args.lr,
         loss=args.loss,
+        margin=args.margin,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
@@ -505,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", default="mse", help="mse or l1")
+    p.add_argument("--margin", type=int, default=0, help="patch-edge pixels left out of the loss")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")

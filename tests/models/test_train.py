@@ -41,7 +41,7 @@ def test_learning_rate_warms_up_then_decays() -> None:
 
 
 def test_resume_gives_the_same_weights(pairs: list[LumaPairs], tmp_path: Path) -> None:
-    config = TrainConfig(SMALL, steps=6, batch=2, patch=32, warmup=2, checkpoint_every=3, threads=1)
+    config = TrainConfig(SMALL, steps=6, batch=2, patch=32, warmup=2, margin=4, checkpoint_every=3, threads=1)
     train(config, pairs, pairs, tmp_path / "straight.pt")
 
     def stop_after_checkpoint(step: int, _loss: float, _report: object) -> None:

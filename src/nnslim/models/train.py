@@ -47,6 +47,8 @@ class TrainConfig:
         warmup: Steps of linear warm-up before the cosine decay to ``lr * final_lr_ratio``.
         final_lr_ratio: Learning rate at the last step, relative to ``lr``.
         loss: ``mse`` or ``l1``.
+        margin: Pixels at each patch edge left out of the loss. Their outputs see the zero
+            padding of the patch edge, which tiles never show a filter inside a frame.
         seed: Seeds the weights and the patch sampling.
         checkpoint_every: Steps between checkpoints (and validations).
         threads: CPU threads (all cores when None).
@@ -65,6 +67,7 @@ class TrainConfig:
     warmup: int = 100
     final_lr_ratio: float = 0.02
     loss: str = "mse"
+    margin: int = 0
     seed: int = 0
     checkpoint_every: int = 100
     threads: int | None = None
@@ -102,6 +105,10 @@ def device() -> torch.device:
 
 def _forward(model: nn.Module, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
     return model(x, qp) if takes_qp(model) else model(x)
+
+
+def _inner(batch: torch.Tensor, margin: int) -> torch.Tensor:
+    return batch[..., margin : batch.shape[-2] - margin, margin : batch.shape[-1] - margin]
 
 
 def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8) -> dict[str, float]:
@@ -199,7 +206,8 @@ def train(
         x, y, qp = sample_batch(train_pairs, rng, config.batch, config.patch)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss = loss_fn(_forward(model, x.to(run_device), qp.to(run_device)), y.to(run_device))
+        restored = _forward(model, x.to(run_device), qp.to(run_device))
+        loss = loss_fn(_inner(restored, config.margin), _inner(y.to(run_device), config.margin))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
