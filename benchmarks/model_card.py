@@ -199,7 +199,7 @@ def run() -> int:
     ]
     table = Table(title="shipped filters, gain on the test split")
     for column in ("file", "params", "kMAC/px", "QPs", "steps", "train min", "gain dB", "BD-rate %"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(
             r["file"],
