@@ -22,7 +22,7 @@ from nnslim.video import content
 from nnslim.video.codecs import CODECS, encoder_version, ffmpeg_version, get_codec
 from nnslim.video.compare import Point, cached_row, comparison_report, measure, run_point
 from nnslim.video.decode import decode_file
-from nnslim.video.yuv import describe_yuv, jvet_name, parse_size, to_8bit, write_yuv
+from nnslim.video.yuv import Sequence, describe_yuv, jvet_name, parse_size, to_8bit, write_yuv
 
 console = Console()
 
@@ -292,6 +292,14 @@ def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _train_split_names(text: str, available: list[Sequence], role: str) -> list[str]:
+    names = _name_list(text) if text else []
+    unknown = sorted(set(names) - {s.name for s in available})
+    if unknown:
+        raise NnslimError(f"{role} sequence(s) {', '.join(unknown)} are not in the train split")
+    return names
+
+
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.models import data, train
     from nnslim.models.filters import ArchSpec, build
@@ -311,15 +319,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         get_codec(args.codec).quantizer(qp)
     require_writable_file(args.out)
     available = list(content.select(content.load_manifest(args.sequences), "train"))
-    validation = _name_list(args.validation) if args.validation else []
-    unknown = sorted(set(validation) - {s.name for s in available})
-    if unknown:
-        raise NnslimError(f"validation sequence(s) {', '.join(unknown)} are not in the train split")
+    validation = _train_split_names(args.validation, available, "validation")
     if args.train:
-        names = _name_list(args.train)
-        unknown = sorted(set(names) - {s.name for s in available})
-        if unknown:
-            raise NnslimError(f"training sequence(s) {', '.join(unknown)} are not in the train split")
+        names = _train_split_names(args.train, available, "training")
         if set(names) & set(validation):
             raise NnslimError("a sequence cannot be both trained and validated on")
         training = [s for s in available if s.name in names]
