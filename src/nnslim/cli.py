@@ -330,7 +330,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if not training:
         raise NnslimError(f"no train-split sequences left in {args.sequences} for training")
     if args.init:
-        train.load_filter(args.init)
+        train.starting_weights(args.init, arch)
     config = train.TrainConfig(
         arch=arch,
         codec=args.codec,

@@ -183,7 +183,10 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     model = build(config.arch)
-    init = _initialise(model, config) if config.init else None
+    init = None
+    if config.init:
+        weights, init = starting_weights(Path(config.init), config.arch)
+        model.load_state_dict(weights)
     run_device = device()
     model.to(run_device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -247,15 +250,17 @@ def train(
     return description
 
 
-def _initialise(model: nn.Module, config: TrainConfig) -> dict[str, Any]:
-    """Load the weights of ``config.init`` into ``model``; return what the description records of it."""
-    path = Path(str(config.init))
+def starting_weights(path: Path, arch: ArchSpec) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The weights of a filter file to start a run of ``arch`` from, and what the description records of it.
+
+    Raises:
+        NnslimError: A file that does not load, or a filter of another architecture or settings.
+    """
     start, meta = load_filter(path)
-    if ArchSpec.from_dict(meta["arch"]) != config.arch:
+    if ArchSpec.from_dict(meta["arch"]) != arch:
         theirs = meta["arch"]["name"]
-        raise NnslimError(f"{path} is a {theirs!r} filter of other settings; cannot start {config.arch.name!r} from it")
-    model.load_state_dict(start.state_dict())
-    return {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
+        raise NnslimError(f"{path} is a {theirs!r} filter of other settings; cannot start {arch.name!r} from it")
+    return start.state_dict(), {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
 
 
 def lineage(training: dict[str, Any]) -> list[dict[str, Any]]:
