@@ -443,6 +443,67 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": str(args.model), "codec": codec, "qps": list(qps), "split": args.split, **result}
 
 
+def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.compress import recipe as recipes
+    from nnslim.compress.schedule import Context, Run, save_filter
+    from nnslim.evaluate.plots import plot_pruning_steps
+    from nnslim.models import data, train
+
+    chosen = recipes.load(args.recipe)
+    _, meta = train.load_filter(args.model)
+    base = train.TrainConfig.from_dict(meta["training"])
+    codec = args.codec or base.codec
+    qps = tuple(_int_list(args.qp)) if args.qp else base.qps
+    for qp in qps:
+        get_codec(codec).quantizer(qp)
+    if args.max_loss < 0:
+        raise NnslimError(f"--max-loss must be at least 0 dB, got {args.max_loss}")
+    out = require_writable_dir(args.out, create=True)
+    manifest = content.load_manifest(args.sequences)
+    available = {s.name: s for s in content.select(manifest, "train")}
+    missing = sorted(set(base.train_sequences + base.validation_sequences) - set(available))
+    if missing:
+        raise NnslimError(f"{args.sequences} lacks the filter's training sequences {', '.join(missing)}")
+    test = list(content.select(manifest, "test", None, parse_size(args.max_size) if args.max_size else None))
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    with console.status("encoding the sequences") as status:
+        pairs = {
+            split: data.encode_pairs(seqs, codec, qps, cache, on_step=status.update)
+            for split, seqs in (
+                ("train", [available[n] for n in base.train_sequences]),
+                ("validation", [available[n] for n in base.validation_sequences]),
+                ("test", test),
+            )
+        }
+    config = train.TrainConfig(**{**base.__dict__, "codec": codec, "qps": qps, "threads": args.threads})
+    ctx = Context(pairs["train"], pairs["validation"], pairs["test"], config, args.max_loss, not args.no_timing)
+    model, steps, quantization = Run(args.model, chosen, ctx, out, console.print).run()
+    slim_index = steps[-1]["kept"]
+    summary = {
+        "recipe": chosen.to_dict(),
+        "original": str(args.model),
+        "codec": codec,
+        "qps": list(qps),
+        "max_loss_db": args.max_loss,
+        "slim_index": slim_index,
+        "original_step": steps[0],
+        "slim_step": steps[slim_index],
+        "quantization": quantization,
+    }
+    save_filter(model, out / "slim.pt", {**meta, "compression": summary})
+    atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
+    plot_pruning_steps(steps, out / "steps.png")
+    first, last = summary["original_step"], summary["slim_step"]
+    speed = (
+        f"{first['ms_per_1080p'] / last['ms_per_1080p']:.2f}x faster per 1080p frame, " if last["ms_per_1080p"] else ""
+    )
+    console.print(
+        f"slim filter: {last['parameters']:,} parameters ({1 - last['parameters'] / first['parameters']:.1%} fewer), "
+        f"{speed}test Y-PSNR {last['test_psnr_y'] - first['test_psnr_y']:+.3f} dB; written to {out}"
+    )
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(prog="nnslim", description="Make CNN video coding tools small and fast, measured on real codecs.")
@@ -543,6 +604,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     common(p, store=False)
     p.set_defaults(func=cmd_assess)
+
+    p = sub.add_parser("compress", help="prune, split and quantize a filter by a recipe")
+    p.add_argument("model", type=Path, help="filter file (.pt with its .json beside it)")
+    p.add_argument("--recipe", default="bbc", help="bbc, deep-compression, lowrank, full, or a TOML file")
+    p.add_argument("--codec", help="codec (the one the filter was trained on by default)")
+    p.add_argument("--qp", help="QP(s), comma-separated (the filter's training QPs by default)")
+    p.add_argument("--max-loss", type=float, default=0.05, help="Y-PSNR loss budget in dB (on validation)")
+    p.add_argument("--out", type=Path, required=True, help="output folder; a rerun resumes what it finished")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
+    p.add_argument("--max-size", default="416x240", help="test sequences up to WxH are reported at each step")
+    p.add_argument("--no-timing", action="store_true", help="skip the 1080p frame timing at each step")
+    p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    common(p, store=False)
+    p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
     p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")

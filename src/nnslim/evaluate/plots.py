@@ -50,3 +50,36 @@ def plot_rd_curves(rows: list[dict[str, Any]], path: Path, metric: str = "psnr_y
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_pruning_steps(steps: list[dict[str, Any]], path: Path) -> None:
+    """Seed 000's picture: Y-PSNR and frame time against compression step.
+
+    Args:
+        steps: Logged steps with ``test_psnr_y``, ``validation_psnr_y`` and ``ms_per_1080p``.
+        path: PNG file to write.
+    """
+    x = list(range(len(steps)))
+    fig, left = plt.subplots(figsize=(6.4, 3.8))
+    for key, label, marker in (("test_psnr_y", "test Y-PSNR", "o"), ("validation_psnr_y", "validation Y-PSNR", ".")):
+        values = [math.nan if s[key] is None else s[key] for s in steps]
+        if not all(math.isnan(v) for v in values):
+            left.plot(x, values, marker=marker, linestyle="none", color="tab:blue", alpha=1 if marker == "o" else 0.5,
+                      label=label)  # fmt: skip
+    left.set_xlabel("compression step (0 = original)")
+    left.set_ylabel("Y-PSNR (dB)", color="tab:blue")
+    right = left.twinx()
+    seconds = [math.nan if s["ms_per_1080p"] is None else s["ms_per_1080p"] / 1000 for s in steps]
+    right.plot(x, seconds, marker="^", linestyle="none", color="tab:orange",
+               label="seconds per 1080p frame")  # fmt: skip
+    right.set_ylabel("seconds per 1920x1080 frame", color="tab:orange")
+    right.set_ylim(bottom=0)
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles=handles, fontsize=8, loc="lower left")
+    left.grid(True, alpha=0.3)
+    left.set_xticks(x)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -36,7 +36,7 @@ def _with_qp(x: torch.Tensor, qp: torch.Tensor | None, qp_input: bool) -> torch.
         return x
     if qp is None:
         raise NnslimError("this filter takes the QP as input; pass qp")
-    plane = (qp.to(x.dtype) / QP_SCALE).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[2:])
+    plane = (qp.to(x.dtype) / QP_SCALE).reshape(-1, 1, 1, 1).expand(x.shape[0], 1, x.shape[2], x.shape[3])
     return torch.cat([x, plane], dim=1)
 
 

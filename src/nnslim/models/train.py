@@ -24,6 +24,7 @@ from torch import nn
 
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_bytes, atomic_write_json, sha256_file
+from nnslim.models import layers
 from nnslim.models.apply import filter_frames
 from nnslim.models.data import LumaPairs, sample_batch
 from nnslim.models.filters import ArchSpec, build, takes_qp
@@ -103,12 +104,59 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _forward(model: nn.Module, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+def forward(model: nn.Module, x: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
+    """Run a filter on a batch, passing the QP only to filters that take it."""
     return model(x, qp) if takes_qp(model) else model(x)
 
 
 def _inner(batch: torch.Tensor, margin: int) -> torch.Tensor:
     return batch[..., margin : batch.shape[-2] - margin, margin : batch.shape[-1] - margin]
+
+
+def _step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    pairs: list[LumaPairs],
+    rng: np.random.Generator,
+    step: int,
+) -> float:
+    """One optimiser step on a freshly drawn batch; returns the loss."""
+    run_device = next(model.parameters()).device
+    x, y, qp = sample_batch(pairs, rng, config.batch, config.patch)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(config, step)
+    restored = forward(model, x.to(run_device), qp.to(run_device))
+    loss_fn = nn.MSELoss() if config.loss == "mse" else nn.L1Loss()
+    loss = loss_fn(_inner(restored, config.margin), _inner(y.to(run_device), config.margin))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.item())
+
+
+def finetune(
+    model: nn.Module, pairs: list[LumaPairs], config: TrainConfig, on_step: Callable[[int], None] | None = None
+) -> float:
+    """Train an existing model in place for ``config.steps`` steps (no checkpoints); returns the last loss.
+
+    Compression uses it for its short retraining after each cut. Parametrizations on the
+    model's weights (sparsity masks, shared weights, fake quantization) hold throughout.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    run_device = device()
+    model.to(run_device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rng = np.random.default_rng(config.seed)
+    loss = float("nan")
+    for step in range(config.steps):
+        loss = _step(model, optimizer, config, pairs, rng, step)
+        if on_step:
+            on_step(step + 1)
+    model.cpu().eval()
+    return loss
 
 
 def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8) -> dict[str, float]:
@@ -202,19 +250,10 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = state["rng"]
         step, seconds, history = state["step"], state["seconds"], state["history"]
-    loss_fn = nn.MSELoss() if config.loss == "mse" else nn.L1Loss()
     model.train()
     while step < config.steps:
         started = time.perf_counter()
-        x, y, qp = sample_batch(train_pairs, rng, config.batch, config.patch)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        restored = _forward(model, x.to(run_device), qp.to(run_device))
-        loss = loss_fn(_inner(restored, config.margin), _inner(y.to(run_device), config.margin))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_value = loss.item()
+        loss_value = _step(model, optimizer, config, train_pairs, rng, step)
         step += 1
         seconds += time.perf_counter() - started
         report = None
@@ -295,7 +334,7 @@ def load_filter(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     state = _safe_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise NnslimError(f"{path}: expected a state dict of tensors")
-    model = build(arch)
+    model = layers.apply(build(arch), meta.get("layers", {}))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -1,0 +1,205 @@
+"""CPU speed of a filter and its slim versions, in PyTorch and ONNX Runtime, in one run.
+
+For the original filter and each slim one (filter files: ``X.pt`` with ``X.json`` beside it),
+measures parameters, kMAC per pixel, and milliseconds per whole luma frame (1920x1080 by
+default, float32, one frame per call, every core, median of the repetitions after a warm-up)
+in PyTorch and in ONNX Runtime, plus the largest difference between the two. For each slim
+filter it gives the speedup against the original in both runtimes, the MAC reduction
+(original kMAC / slim kMAC) and closeness = speedup / MAC reduction (1 means time fell as much
+as the MAC count). Prints the table and writes benchmarks/results/speed.json.
+
+    .venv/bin/python benchmarks/speed.py [--original models/postfilter_x265_qp37.pt] [--slim FILE.pt ...]
+
+Run it on an otherwise idle machine: times are wall-clock, and all cores are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnxruntime
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nnslim.errors import NnslimError
+from nnslim.evaluate.runtime import export_onnx, onnx_max_difference, onnx_ms_per_frame, torch_ms_per_frame
+from nnslim.io import atomic_write_json, require_writable_file
+from nnslim.models.filters import kmac_per_pixel, parameter_count
+from nnslim.models.train import load_filter
+
+STEPS_PER_FILTER = 3  # load and export, PyTorch timing, ONNX Runtime timing
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info(threads: int | None) -> dict[str, Any]:
+    """What the times were measured on."""
+    return {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads or os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnx": onnx.__version__,
+        "load_average_at_start": _load_average(),
+    }
+
+
+def measure(path: Path, args: argparse.Namespace, scratch: Path, progress: Progress, task: Any) -> dict[str, Any]:
+    """One filter's size, complexity, and time per frame in both runtimes."""
+    progress.update(task, description=f"{path.name}: loading and exporting to ONNX")
+    model, meta = load_filter(path)
+    onnx_path = export_onnx(model, scratch / f"{path.stem}.onnx")
+    difference = onnx_max_difference(model, onnx_path)
+    progress.advance(task)
+    progress.update(task, description=f"{path.name}: PyTorch, {args.width}x{args.height}")
+    torch_timing = torch_ms_per_frame(model, args.width, args.height, args.repetitions, args.threads)
+    progress.advance(task)
+    progress.update(task, description=f"{path.name}: ONNX Runtime, {args.width}x{args.height}")
+    onnx_timing = onnx_ms_per_frame(onnx_path, args.width, args.height, args.repetitions, args.threads)
+    progress.advance(task)
+    return {
+        "file": str(path),
+        "arch": meta["arch"],
+        "changed_layers": sorted(meta.get("layers", {})),
+        "parameters": parameter_count(model),
+        "kmac_per_pixel": kmac_per_pixel(model),
+        "onnx_bytes": onnx_path.stat().st_size,
+        "onnx_max_difference": difference,
+        "torch": torch_timing,
+        "onnxruntime": onnx_timing,
+    }
+
+
+def versus(original: dict[str, Any], slim: dict[str, Any]) -> dict[str, float]:
+    """Speedups of a slim filter over the original, against its MAC reduction."""
+    mac_reduction = original["kmac_per_pixel"] / slim["kmac_per_pixel"]
+    speedup_torch = original["torch"]["median_ms"] / slim["torch"]["median_ms"]
+    speedup_onnx = original["onnxruntime"]["median_ms"] / slim["onnxruntime"]["median_ms"]
+    return {
+        "mac_reduction": mac_reduction,
+        "speedup_torch": speedup_torch,
+        "speedup_onnxruntime": speedup_onnx,
+        "closeness_torch": speedup_torch / mac_reduction,
+        "closeness_onnxruntime": speedup_onnx / mac_reduction,
+    }
+
+
+def table(rows: list[dict[str, Any]], width: int, height: int) -> Table:
+    result = Table(title=f"CPU ms per {width}x{height} luma frame (median), original first")
+    columns = ("file", "params", "kMAC/px", "torch ms", "ORT ms", "max |diff|", "MAC reduction")
+    for column in (*columns, "speedup torch", "speedup ORT", "closeness torch", "closeness ORT"):
+        result.add_column(column, overflow="fold", no_wrap=column == "file")
+    for r in rows:
+        v = r.get("versus_original")
+        result.add_row(
+            Path(r["file"]).name,
+            f"{r['parameters']:,}",
+            f"{r['kmac_per_pixel']:.1f}",
+            f"{r['torch']['median_ms']:.0f}",
+            f"{r['onnxruntime']['median_ms']:.0f}",
+            f"{r['onnx_max_difference']:.1e}",
+            *(
+                (
+                    f"{v['mac_reduction']:.2f}x",
+                    f"{v['speedup_torch']:.2f}x",
+                    f"{v['speedup_onnxruntime']:.2f}x",
+                    f"{v['closeness_torch']:.2f}",
+                    f"{v['closeness_onnxruntime']:.2f}",
+                )
+                if v
+                else ("-",) * 5
+            ),
+        )
+    return result
+
+
+def run() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--original", type=Path, default=Path("models/postfilter_x265_qp37.pt"))
+    parser.add_argument(
+        "--slim", type=Path, nargs="+", action="extend", default=[], help="slim filter files (repeatable)"
+    )
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--repetitions", type=int, default=5, help="timed frames per filter and runtime")
+    parser.add_argument("--threads", type=int, help="threads for both runtimes (every core by default)")
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
+    args = parser.parse_args()
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a piped table keeps one row per filter
+    try:
+        if args.width < 1 or args.height < 1 or args.repetitions < 1:
+            raise NnslimError("--width, --height and --repetitions must be at least 1")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        require_writable_file(args.json)
+        paths = [args.original, *args.slim]
+        rows = []
+        with (
+            tempfile.TemporaryDirectory(prefix="nnslim-speed-") as scratch,
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as progress,
+        ):
+            task = progress.add_task("starting", total=len(paths) * STEPS_PER_FILTER)
+            machine = machine_info(args.threads)
+            for path in paths:
+                rows.append(measure(path, args, Path(scratch), progress, task))
+    except NnslimError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    original, slim = rows[0], rows[1:]
+    for r in slim:
+        r["versus_original"] = versus(original, r)
+    console.print(table(rows, args.width, args.height))
+    console.print(
+        f"{machine['cpu']} ({machine['cpu_count']} cores, {machine['threads']} threads), torch {machine['torch']}, "
+        f"onnxruntime {machine['onnxruntime']}; load average at start {machine['load_average_at_start']}"
+    )
+    machine["load_average_at_end"] = _load_average()
+    config = {
+        "width": args.width,
+        "height": args.height,
+        "repetitions": args.repetitions,
+        "warmup": 1,
+        "threads": args.threads or os.cpu_count(),
+        "statistic": "median",
+    }
+    atomic_write_json(args.json, {"config": config, "machine": machine, "original": original, "slim": slim})
+    console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

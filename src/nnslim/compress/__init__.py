@@ -1,0 +1,1 @@
+"""Compression: pruning, low-rank kernels and quantization that really shrink a filter."""

@@ -1,0 +1,199 @@
+"""Recipes: typed, composable compression plans, with named defaults and TOML files.
+
+A recipe is a sequence of stages; each stage is a frozen dataclass. In TOML, a recipe is a
+list of ``[[stage]]`` tables, each with ``kind`` (``iterate``, ``prune``, ``lowrank``,
+``quantize``) and that stage's fields; nested settings are sub-tables::
+
+    name = "mine"
+    [[stage]]
+    kind = "iterate"
+    rounds = 4
+    [stage.finetune]
+    steps = 200
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from nnslim.errors import NnslimError
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Short retraining on the train split after a cut.
+
+    Attributes:
+        steps: Adam steps (0 skips the retraining).
+        lr: Peak learning rate (cosine decay).
+        batch: Patches per step.
+        patch: Patch side in pixels.
+    """
+
+    steps: int = 300
+    lr: float = 2e-4
+    batch: int = 16
+    patch: int = 64
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """BBC R&D's loop: sparsity, then activation-based channel removal, then retraining, repeated.
+
+    Attributes:
+        rounds: Most rounds.
+        sparsity: Unstructured magnitude sparsity reached at the last round (a cubic schedule).
+        scope: ``global`` (one threshold over all layers) or ``layer``.
+        fraction: Share of the remaining channel units removed per round, lowest activation first.
+        round_to: Keep channel counts at multiples of this where possible.
+        minimum: Fewest channels kept in any group.
+        target: Stop once the parameters are at most this fraction of the original.
+        finetune: Retraining after each round.
+    """
+
+    rounds: int = 8
+    sparsity: float = 0.5
+    scope: str = "global"
+    fraction: float = 0.25
+    round_to: int = 8
+    minimum: int = 8
+    target: float = 0.15
+    finetune: FineTune = field(default_factory=FineTune)
+
+
+@dataclass(frozen=True)
+class Prune:
+    """Deep Compression's first step: magnitude pruning to a sparsity, then retraining (masks held).
+
+    Attributes:
+        sparsity: Fraction of weights set to zero.
+        scope: ``global`` or ``layer``.
+        finetune: Retraining with the masks held.
+    """
+
+    sparsity: float = 0.7
+    scope: str = "layer"
+    finetune: FineTune = field(default_factory=FineTune)
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Seed 002 (Tai et al.): d x d convolutions split into d x 1 and 1 x d, SVD-initialised.
+
+    Attributes:
+        layers: Convolutions to split (all square ones of kernel > 1 but the first and last
+            when empty).
+        ranks: Explicit rank per layer, in the order of ``layers``.
+        energy: Otherwise, keep this fraction of each kernel's squared singular values.
+        max_loss: Otherwise, the lowest energy within this Y-PSNR loss (dB) on validation.
+        finetune: Retraining afterwards.
+    """
+
+    layers: tuple[str, ...] = ()
+    ranks: tuple[int, ...] = ()
+    energy: float | None = 0.9
+    max_loss: float | None = None
+    finetune: FineTune = field(default_factory=FineTune)
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """NNR / Deep Compression weight quantization; shared weights stay shared.
+
+    Attributes:
+        method: ``kmeans`` (weight sharing, centroids fine-tuned) or ``uniform``.
+        bits: log2 of the clusters, or of the uniform levels.
+        per_channel: Uniform scale per output channel instead of per tensor.
+        finetune: Quantization-aware retraining.
+    """
+
+    method: str = "kmeans"
+    bits: int = 6
+    per_channel: bool = True
+    finetune: FineTune = field(default_factory=FineTune)
+
+
+Stage = Iterate | Prune | LowRank | Quantize
+KINDS: dict[str, type] = {"iterate": Iterate, "prune": Prune, "lowrank": LowRank, "quantize": Quantize}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named sequence of stages."""
+
+    name: str
+    stages: tuple[Stage, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "stage": [{"kind": kind_of(s), **dataclasses.asdict(s)} for s in self.stages]}
+
+
+def kind_of(stage: Stage) -> str:
+    """The TOML ``kind`` of a stage."""
+    return next(k for k, cls in KINDS.items() if isinstance(stage, cls))
+
+
+def _make(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    if unknown := set(data) - known:
+        raise NnslimError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    values = {}
+    for key, value in data.items():
+        if hints[key] is FineTune:
+            if not isinstance(value, dict):
+                raise NnslimError(f"{where}.{key}: expected a table")
+            value = _make(FineTune, value, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def from_dict(data: dict[str, Any]) -> Recipe:
+    """A recipe from its dictionary (as ``to_dict`` or a TOML file gives it).
+
+    Raises:
+        NnslimError: Unknown stage kinds or fields.
+    """
+    stages = []
+    for i, raw in enumerate(data.get("stage", [])):
+        raw = dict(raw)
+        kind = raw.pop("kind", None)
+        if kind not in KINDS:
+            raise NnslimError(f"stage {i + 1}: kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        stages.append(_make(KINDS[kind], raw, f"stage {i + 1} ({kind})"))
+    if not stages:
+        raise NnslimError("a recipe needs at least one [[stage]]")
+    return Recipe(str(data.get("name", "custom")), tuple(stages))
+
+
+BBC = Recipe("bbc", (Iterate(),))
+DEEP_COMPRESSION = Recipe("deep-compression", (Prune(), Quantize(method="kmeans", bits=5)))
+LOWRANK = Recipe("lowrank", (LowRank(),))
+FULL = Recipe("full", (*BBC.stages, *LOWRANK.stages, Quantize(method="uniform", bits=8)))
+NAMED = {r.name: r for r in (BBC, DEEP_COMPRESSION, LOWRANK, FULL)}
+
+
+def load(name_or_path: str) -> Recipe:
+    """A named recipe (``bbc``, ``deep-compression``, ``lowrank``, ``full``) or a TOML file.
+
+    Raises:
+        NnslimError: Neither a known name nor a readable recipe file.
+    """
+    if name_or_path in NAMED:
+        return NAMED[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise NnslimError(f"unknown recipe {name_or_path!r}: give one of {', '.join(NAMED)} or a TOML file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NnslimError(f"{path}: not a TOML recipe ({exc})") from None
+    return from_dict(data)
