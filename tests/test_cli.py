@@ -6,7 +6,9 @@ import pytest
 from nnslim.cli import main
 from nnslim.store import ResultsStore
 from nnslim.video import compare
+from nnslim.video.content import write_manifest
 from nnslim.video.yuv import Sequence
+from tests.conftest import make_sequence
 
 
 def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -285,3 +287,34 @@ def test_a_margin_that_eats_the_patch_is_one_line(
 ) -> None:
     argv = ["train", "--arch", "vrcnn", "--sequences", str(tiny_folder), "--patch", "32", "--margin", "16"]
     _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "--margin 16 leaves nothing of a 32-pixel patch")
+
+
+def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> None:
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    write_manifest(
+        folder,
+        [
+            make_sequence(folder, "Tiny"),
+            make_sequence(folder, "TinyTrain", split="train"),
+            make_sequence(folder, "TinyVal", split="train"),
+        ],
+    )
+    model = tmp_path / "tiny.pt"
+    common = ["--sequences", str(folder), "--cache", str(tmp_path / "cache")]
+    train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 16, "layers": 3}', "--validation", "TinyVal"]
+    assert main([*train, *common, "--steps", "2", "--batch", "2", "--patch", "32", "--out", str(model)]) == 0
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(
+        '[[stage]]\nkind = "iterate"\nrounds = 1\nfraction = 0.5\nround_to = 4\nminimum = 4\n'
+        "[stage.finetune]\nsteps = 2\nbatch = 2\npatch = 32\n"
+    )
+    out = tmp_path / "slim"
+    argv = ["compress", str(model), "--recipe", str(recipe), "--out", str(out), "--no-timing", "--max-size", "128x64"]
+    assert main([*argv, *common, "--max-loss", "100", "--json", str(tmp_path / "c.json")]) == 0
+    for name in ("slim.pt", "slim.json", "steps.json", "steps.png", "slim.onnx"):
+        assert (out / name).is_file()
+    slim = json.loads((out / "slim.json").read_text())
+    assert slim["layers"]["body.0"]["out_channels"] == 8
+    assert slim["compression"]["onnx"]["max_difference"] < 1e-4
+    assert [s["kind"] for s in json.loads((out / "steps.json").read_text())["steps"]] == ["original", "iterate"]

@@ -447,6 +447,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.compress import recipe as recipes
     from nnslim.compress.schedule import Context, Run, save_filter
     from nnslim.evaluate.plots import plot_pruning_steps
+    from nnslim.evaluate.runtime import export_onnx, onnx_max_difference
     from nnslim.models import data, train
 
     chosen = recipes.load(args.recipe)
@@ -476,8 +477,11 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
             )
         }
     config = train.TrainConfig(**{**base.__dict__, "codec": codec, "qps": qps, "threads": args.threads})
-    ctx = Context(pairs["train"], pairs["validation"], pairs["test"], config, args.max_loss, not args.no_timing)
-    model, steps, quantization = Run(args.model, chosen, ctx, out, console.print).run()
+    with console.status("compressing") as status:
+        ctx = Context(
+            pairs["train"], pairs["validation"], pairs["test"], config, args.max_loss, not args.no_timing, status.update
+        )
+        model, steps, quantization = Run(args.model, chosen, ctx, out, console.print).run()
     slim_index = steps[-1]["kept"]
     summary = {
         "recipe": chosen.to_dict(),
@@ -490,6 +494,10 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         "slim_step": steps[slim_index],
         "quantization": quantization,
     }
+    export_onnx(model, out / "slim.onnx")
+    summary["onnx"] = {"file": "slim.onnx", "max_difference": onnx_max_difference(model, out / "slim.onnx")}
+    if summary["onnx"]["max_difference"] > 1e-4:
+        raise NnslimError(f"ONNX Runtime's output differs from PyTorch's by {summary['onnx']['max_difference']:.2e}")
     save_filter(model, out / "slim.pt", {**meta, "compression": summary})
     atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
     plot_pruning_steps(steps, out / "steps.png")

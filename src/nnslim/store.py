@@ -7,7 +7,7 @@ import os
 import sqlite3
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class ResultsStore:
 
     def record(self, kind: str, params: dict[str, Any], results: dict[str, Any], versions: dict[str, str]) -> int:
         """Store one run and return its id."""
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO runs (kind, created, params, results, versions, nnslim_version, git_commit)"

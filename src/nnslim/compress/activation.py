@@ -111,7 +111,10 @@ def _bias_of(layer: nn.Module) -> torch.Tensor | None:
 def dead_units(
     model: nn.Module, graph: ChannelGraph, stats: dict[str, ChannelStats], tolerance: float = 1e-6
 ) -> list[int]:
-    """Units no reader depends on: no weights left for them, or constant (foldable into a bias)."""
+    """Units no reader depends on: no weights left for them, or constant (foldable into a bias).
+
+    One unit of a group is always left, so that no layer loses all its channels.
+    """
     dead = []
     for unit in graph.units():
         ok = True
@@ -124,6 +127,9 @@ def dead_units(
                 ok = ok and (unread or foldable)
         if ok:
             dead.append(unit)
+    for units in graph.groups().values():  # a layer keeps at least one channel, even an unused one
+        if all(u in dead for u in units):
+            dead.remove(units[0])
     return dead
 
 

@@ -15,12 +15,11 @@ list of ``[[stage]]`` tables, each with ``kind`` (``iterate``, ``prune``, ``lowr
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from nnslim.errors import NnslimError
 

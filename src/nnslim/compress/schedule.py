@@ -46,6 +46,7 @@ class Context:
         base: The filter's training settings (architecture, codec, QPs, seed, threads).
         max_loss: Y-PSNR loss budget in dB against the uncompressed filter, on validation.
         frame_timing: Measure ms per 1920x1080 frame at each step.
+        status: Told what is being done, for a progress display.
     """
 
     train: list[LumaPairs]
@@ -54,10 +55,16 @@ class Context:
     base: TrainConfig
     max_loss: float
     frame_timing: bool = True
+    status: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.status:
+            self.status(text)
 
 
 def measure(model: nn.Module, ctx: Context) -> dict[str, float | None]:
     """Size, complexity, quality and speed of one model."""
+    ctx.say("measuring")
     val = validate(model, ctx.validation)
     test = validate(model, ctx.test) if ctx.test else {}
     return {
@@ -77,7 +84,7 @@ def _retrain(model: nn.Module, ctx: Context, settings: FineTune, seed: int) -> N
         ctx.base, steps=settings.steps, lr=settings.lr, batch=settings.batch, patch=settings.patch, seed=seed,
         warmup=min(50, settings.steps // 10 + 1), margin=0,
     )  # fmt: skip
-    finetune(model, ctx.train, config)
+    finetune(model, ctx.train, config, lambda done: ctx.say(f"retraining, step {done} of {settings.steps}"))
 
 
 def _calibration(model: nn.Module, ctx: Context, seed: int, settings: FineTune) -> list[tuple[torch.Tensor, ...]]:
@@ -101,6 +108,7 @@ def prune_round(model: nn.Module, stage: Iterate, round_index: int, ctx: Context
     level = sparsity.gradual_sparsity(round_index + 1, stage.rounds, stage.sparsity)
     sparsity.apply_masks(model, sparsity.magnitude_masks(model, level, stage.scope))
     constraints.finalize(model)
+    ctx.say(f"round {round_index + 1}: activation pruning")
     graph = trace(model)
     stats = activation.calibrate(model, graph, _calibration(model, ctx, ctx.base.seed + round_index, stage.finetune))
     dead = activation.dead_units(model, graph, stats)

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,9 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> TrainConfig:
-        values = dict(data)
+        """The settings from ``to_dict`` or from a filter description's ``training`` (extra keys ignored)."""
+        names = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in data.items() if k in names}
         values["arch"] = ArchSpec.from_dict(values["arch"])
         for key in ("qps", "train_sequences", "validation_sequences"):
             values[key] = tuple(values[key])
