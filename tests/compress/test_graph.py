@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -7,25 +5,18 @@ from nnslim.compress.graph import example_input, trace
 from nnslim.compress.surgery import remove_units
 from nnslim.errors import NnslimError
 from nnslim.models.filters import ArchSpec, build, parameter_count
-
-USER = str(Path(__file__).with_name("user_filter.py"))
-SMALL = {
-    "postfilter": {"channels": 16, "layers": 4},
-    "vrcnn": {},
-    "inloop": {"channels": 16, "blocks": 2},
-    f"{USER}:make": {},
-}
+from tests.compress.user_filter import SMALL_ARCHS, USER
 
 
 def _model(name: str, **extra: object) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build(ArchSpec(name, {**SMALL[name], **extra}))
+    model = build(ArchSpec(name, {**SMALL_ARCHS[name], **extra}))
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return model.eval()
 
 
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list(SMALL_ARCHS))
 def test_removing_half_the_units_gives_a_smaller_network_that_runs(name: str) -> None:
     model = _model(name)
     graph = trace(model)
@@ -37,7 +28,7 @@ def test_removing_half_the_units_gives_a_smaller_network_that_runs(name: str) ->
     assert len(trace(slim).units()) == len(units) - len(units[::2])
 
 
-@pytest.mark.parametrize("name", list(SMALL))
+@pytest.mark.parametrize("name", list(SMALL_ARCHS))
 def test_units_nobody_reads_are_removed_exactly(name: str) -> None:
     model = _model(name)
     graph = trace(model)
@@ -55,7 +46,7 @@ def test_units_nobody_reads_are_removed_exactly(name: str) -> None:
 
 
 def test_pixelshuffle_groups_are_one_unit() -> None:
-    model = _model(f"{USER}:make")
+    model = _model(USER)
     graph = trace(model)
     assert len(graph.groups()["expand"]) == 8  # 32 channels shuffled into 8
     slim = remove_units(model, graph, graph.groups()["expand"][:2])
@@ -83,7 +74,7 @@ def test_qp_input_and_output_channels_are_fixed() -> None:
 
 def test_an_unsupported_layer_is_refused_by_name() -> None:
     with pytest.raises(NnslimError, match=r"'norm' \(GroupNorm\)"):
-        trace(build(ArchSpec(f"{USER}:WithLayerNorm")))
+        trace(build(ArchSpec(USER.replace(":make", ":WithLayerNorm"))))
 
 
 def test_emptying_a_layer_is_refused() -> None:

@@ -11,14 +11,8 @@ from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec, build, parameter_count
 from nnslim.models.train import TrainConfig, load_filter
+from tests.compress.user_filter import SMALL_ARCHS
 
-USER = str(Path(__file__).with_name("user_filter.py"))
-ARCHS = {
-    "postfilter": {"channels": 16, "layers": 4},
-    "vrcnn": {},
-    "inloop": {"channels": 16, "blocks": 2},
-    f"{USER}:make": {},
-}
 TINY = recipes.FineTune(steps=2, batch=2, patch=16)
 
 
@@ -41,7 +35,7 @@ def _tiny(recipe: recipes.Recipe) -> recipes.Recipe:
 
 def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0) -> tuple[Path, Context]:
     torch.manual_seed(0)
-    spec = ArchSpec(arch, ARCHS[arch])
+    spec = ArchSpec(arch, SMALL_ARCHS[arch])
     model = build(spec)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
@@ -52,7 +46,7 @@ def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0) -> tuple[Path, Co
     return original, ctx
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", list(SMALL_ARCHS))
 @pytest.mark.parametrize("name", list(recipes.NAMED))
 def test_every_recipe_runs_on_every_architecture(tmp_path: Path, arch: str, name: str) -> None:
     original, ctx = _setup(tmp_path, arch)

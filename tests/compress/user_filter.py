@@ -1,7 +1,17 @@
-"""A user's own filter for the tests: PixelUnshuffle, BatchNorm, PReLU, residual blocks, PixelShuffle."""
+"""A user's own filter for the tests (PixelUnshuffle, BatchNorm, PReLU, residual, PixelShuffle), and small archs."""
+
+from pathlib import Path
 
 import torch
 from torch import nn
+
+USER = f"{Path(__file__)}:make"
+SMALL_ARCHS: dict[str, dict[str, int]] = {
+    "postfilter": {"channels": 16, "layers": 4},
+    "vrcnn": {},
+    "inloop": {"channels": 16, "blocks": 2},
+    USER: {},
+}
 
 
 class UserFilter(nn.Module):
