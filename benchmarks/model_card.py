@@ -8,6 +8,9 @@ QPs or more gets the BD-rate of codec + filter against codec alone. Prints the t
 writes models/CARD.md and benchmarks/results/model_card.json.
 
     .venv/bin/python benchmarks/model_card.py [--sequences data/sequences] [--models models]
+
+``--only FILE[,FILE]`` re-measures those files and keeps the other rows of the last run (their
+weights and the test sequences are unchanged, and encodes are deterministic).
 """
 
 from __future__ import annotations
@@ -191,12 +194,17 @@ def run() -> int:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--frames", type=int, help="first N frames per sequence (all by default)")
+    parser.add_argument("--only", help="re-measure only these files (comma-separated); keep the other rows")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    previous = args.results / "model_card.json"
+    kept = {r["file"]: r for r in json.loads(previous.read_text())["filters"]} if only and previous.is_file() else {}
     rows = [
+        kept[path.name] if only and path.name not in only and path.name in kept else
         card_row(path, args.sequences, args.frames)
         for path in sorted(args.models.glob("*.pt"))
         if not path.name.endswith(".ckpt.pt")
-    ]
+    ]  # fmt: skip
     table = Table(title="shipped filters, gain on the test split")
     for column in ("file", "params", "kMAC/px", "QPs", "steps", "train min", "gain dB", "BD-rate %"):
         table.add_column(column, overflow="fold")

@@ -165,9 +165,9 @@ def lowest(
 ) -> list[int]:
     """The lowest-scored units to remove so that about ``fraction`` of all units go.
 
-    Each group (units made by the same first producer) keeps at least ``minimum`` units and a
-    multiple of ``round_to`` where it can, since CPU convolution kernels run fastest on channel
-    counts that are multiples of their vector width.
+    Each group (units made by the same first producer) keeps at least ``minimum`` units, and
+    its count is rounded to the nearest multiple of ``round_to``, since CPU convolution kernels
+    run fastest on channel counts that are multiples of their vector width.
     """
     groups = graph.groups()
     ranked = sorted(unit_scores, key=unit_scores.__getitem__)
@@ -177,9 +177,9 @@ def lowest(
     for units in groups.values():
         size = len(units)
         keep = size - sum(u in chosen for u in units)
+        if round_to > 1:
+            keep = min(size, round_to * round(keep / round_to))
         keep = max(keep, min(minimum, size))
-        if round_to > 1 and keep % round_to:
-            keep = min(size, keep + round_to - keep % round_to)
         by_score = sorted(units, key=unit_scores.__getitem__)
         removed.extend(by_score[: size - keep])
     return removed
