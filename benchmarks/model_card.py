@@ -90,8 +90,8 @@ def families(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return joined
 
 
-def _percent(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:+.2f}%"
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:+.2f}%"  # None: NaN read back from JSON
 
 
 def train_commands(arch: dict[str, Any], file: str, training: dict[str, Any]) -> list[str]:

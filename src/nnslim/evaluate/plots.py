@@ -75,7 +75,7 @@ def plot_pruning_steps(steps: list[dict[str, Any]], path: Path) -> None:
     right.set_ylabel("seconds per 1920x1080 frame", color="tab:orange")
     right.set_ylim(bottom=0)
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles=handles, fontsize=8, loc="lower left")
+    left.legend(handles=handles, fontsize=8, loc="best")
     left.grid(True, alpha=0.3)
     left.set_xticks(x)
     fig.tight_layout()
