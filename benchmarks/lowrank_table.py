@@ -98,7 +98,7 @@ def run() -> int:
             f"{ours['ms_per_1080p']:.0f}",
             f"{ours['runtime_pct']:.0f}%",
         )
-    Console().print(table)
+    Console(width=200).print(table)
     atomic_write_json(args.json, {"model": str(args.model), "published": PUBLISHED, "measured": rows})
     print(f"JSON written to {args.json}")
     return 0
