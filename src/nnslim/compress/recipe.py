@@ -35,8 +35,8 @@ class FineTune:
         patch: Patch side in pixels.
     """
 
-    steps: int = 300
-    lr: float = 2e-4
+    steps: int = 600
+    lr: float = 3e-4
     batch: int = 16
     patch: int = 64
 
@@ -57,12 +57,12 @@ class Iterate:
     """
 
     rounds: int = 8
-    sparsity: float = 0.5
+    sparsity: float = 0.3
     scope: str = "global"
-    fraction: float = 0.25
+    fraction: float = 0.2
     round_to: int = 8
     minimum: int = 8
-    target: float = 0.15
+    target: float = 0.14
     finetune: FineTune = field(default_factory=FineTune)
 
 
