@@ -459,6 +459,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         get_codec(codec).quantizer(qp)
     if args.max_loss < 0:
         raise NnslimError(f"--max-loss must be at least 0 dB, got {args.max_loss}")
+    if not base.validation_sequences:
+        raise NnslimError(f"{args.model} records no validation sequences; compress judges its loss budget on them")
     out = require_writable_dir(args.out, create=True)
     manifest = content.load_manifest(args.sequences)
     available = {s.name: s for s in content.select(manifest, "train")}
