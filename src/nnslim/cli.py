@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -478,7 +479,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
                 ("test", test),
             )
         }
-    config = train.TrainConfig(**{**base.__dict__, "codec": codec, "qps": qps, "threads": args.threads})
+    config = dataclasses.replace(base, codec=codec, qps=qps, threads=args.threads)
     with console.status("compressing") as status:
         ctx = Context(
             pairs["train"], pairs["validation"], pairs["test"], config, args.max_loss, not args.no_timing, status.update

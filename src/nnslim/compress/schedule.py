@@ -273,4 +273,9 @@ class Run:
 
 
 def _merge_codebooks(settings: dict[str, dict[str, Any]], tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {name: {**settings.get(name, {}), **table} for name, table in tables.items()}
+    """Each layer's quantization settings with its final codebook (retraining moved the registered scales)."""
+    stale = ("scale", "centroids")
+    return {
+        name: {**{k: v for k, v in settings.get(name, {}).items() if k not in stale}, **table}
+        for name, table in tables.items()
+    }
