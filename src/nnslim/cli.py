@@ -446,7 +446,7 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.compress import recipe as recipes
-    from nnslim.compress.schedule import Context, Run, save_filter
+    from nnslim.compress.schedule import Context, Run
     from nnslim.evaluate.plots import plot_pruning_steps
     from nnslim.evaluate.runtime import export_onnx, onnx_max_difference
     from nnslim.models import data, train
@@ -501,7 +501,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     summary["onnx"] = {"file": "slim.onnx", "max_difference": onnx_max_difference(model, out / "slim.onnx")}
     if summary["onnx"]["max_difference"] > 1e-4:
         raise NnslimError(f"ONNX Runtime's output differs from PyTorch's by {summary['onnx']['max_difference']:.2e}")
-    save_filter(model, out / "slim.pt", {**meta, "compression": summary})
+    train.save_filter(model, out / "slim.pt", {**meta, "compression": summary})
     atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
     plot_pruning_steps(steps, out / "steps.png")
     first, last = summary["original_step"], summary["slim_step"]

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from nnslim.compress import recipe as recipes
-from nnslim.compress.schedule import Context, Run, save_filter
+from nnslim.compress.schedule import Context, Run
 from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec, build, parameter_count
-from nnslim.models.train import TrainConfig, load_filter
+from nnslim.models.train import TrainConfig, load_filter, save_filter
 from tests.compress.user_filter import SMALL_ARCHS
 
 TINY = recipes.FineTune(steps=2, batch=2, patch=16)

@@ -9,7 +9,6 @@ sequences, which are held out of the train split; the test split is only reporte
 from __future__ import annotations
 
 import copy
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,11 +25,10 @@ from nnslim.compress.recipe import FineTune, Iterate, LowRank, Prune, Quantize, 
 from nnslim.compress.surgery import remove_units
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import torch_ms_per_frame
-from nnslim.io import atomic_write_bytes, atomic_write_json, json_safe
-from nnslim.models import layers
+from nnslim.io import atomic_write_json, json_safe
 from nnslim.models.data import LumaPairs, sample_batch
-from nnslim.models.filters import ArchSpec, build, kmac_per_pixel, parameter_count, takes_qp
-from nnslim.models.train import TrainConfig, finetune, load_filter, validate
+from nnslim.models.filters import kmac_per_pixel, parameter_count, takes_qp
+from nnslim.models.train import TrainConfig, finetune, load_filter, save_filter, validate
 
 Log = Callable[[str], None]
 
@@ -166,15 +164,6 @@ def apply_quantize(model: nn.Module, stage: Quantize) -> dict[str, dict[str, Any
     if stage.method == "uniform":
         return quantize.quantize_uniform(model, stage.bits, stage.per_channel)
     raise NnslimError(f"quantize: method must be kmeans or uniform, not {stage.method!r}")
-
-
-def save_filter(model: nn.Module, path: Path, description: dict[str, Any]) -> None:
-    """Write a model as a filter file that ``load_filter`` rebuilds: state dict + JSON with its layer table."""
-    reference = build(ArchSpec.from_dict(description["arch"]))
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-    atomic_write_json(path.with_suffix(".json"), {**description, "layers": layers.changed(model, reference)})
 
 
 class Run:

@@ -286,8 +286,7 @@ def train(
         "validation": history[-1] if history else {},
         "history": history,
     }
-    atomic_write_bytes(out, _to_bytes(model.state_dict()))
-    atomic_write_json(out.with_suffix(".json"), description)
+    save_filter(model, out, description)
     return description
 
 
@@ -316,6 +315,17 @@ def _hardware(run_device: torch.device) -> str:
     if run_device.type == "cuda":
         return torch.cuda.get_device_name(run_device)
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads of {os.cpu_count()}"
+
+
+def save_filter(model: nn.Module, path: Path, description: dict[str, Any]) -> None:
+    """Write a filter file (state dict) and its JSON description, atomically.
+
+    The description gains ``layers``: the layers whose shapes differ from what the architecture
+    builds (empty unless the filter was compressed), which ``load_filter`` rebuilds.
+    """
+    reference = build(ArchSpec.from_dict(description["arch"]))
+    atomic_write_bytes(path, _to_bytes(model.state_dict()))
+    atomic_write_json(path.with_suffix(".json"), {**description, "layers": layers.changed(model, reference)})
 
 
 def load_filter(path: Path) -> tuple[nn.Module, dict[str, Any]]:
