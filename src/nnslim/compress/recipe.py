@@ -63,7 +63,7 @@ class Iterate:
     round_to: int = 8
     minimum: int = 8
     target: float = 0.14
-    finetune: FineTune = field(default_factory=FineTune)
+    finetune: FineTune = field(default_factory=lambda: FineTune(steps=1000))
 
 
 @dataclass(frozen=True)
