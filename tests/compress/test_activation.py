@@ -23,17 +23,22 @@ def _calibrated(model: torch.nn.Module) -> tuple:
     return graph, activation.calibrate(model, graph, batches)
 
 
+def _without_dead(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
+    """The model with its dead units folded and removed, and how many there were."""
+    graph, stats = _calibrated(model)
+    dead = activation.dead_units(model, graph, stats)
+    slim = copy.deepcopy(model)
+    activation.fold_constants(slim, graph, stats, dead)
+    return remove_units(slim, graph, dead), len(dead)
+
+
 def test_dead_channels_are_removed_without_changing_the_output() -> None:
     model = _postfilter()
     with torch.no_grad():
         model.body[0].bias[3] = -100.0  # always zero after the ReLU
         model.body[4].weight[:, 5] = 0  # channel 5 of body.2 is read by nobody
-    graph, stats = _calibrated(model)
-    dead = activation.dead_units(model, graph, stats)
-    assert len(dead) == 2
-    slim = copy.deepcopy(model)
-    activation.fold_constants(slim, graph, stats, dead)
-    slim = remove_units(slim, graph, dead)
+    slim, dead = _without_dead(model)
+    assert dead == 2
     assert slim.body[0].out_channels == 15 and slim.body[2].out_channels == 15
     x = torch.rand(1, 1, 40, 40)
     with torch.no_grad():
@@ -45,12 +50,8 @@ def test_a_constant_channel_is_folded_into_the_next_bias() -> None:
     with torch.no_grad():
         model.body[2].weight[7] = 0
         model.body[2].bias[7] = 0.5  # constant 0.5 after the ReLU
-    graph, stats = _calibrated(model)
-    dead = activation.dead_units(model, graph, stats)
-    assert len(dead) == 1
-    slim = copy.deepcopy(model)
-    activation.fold_constants(slim, graph, stats, dead)
-    slim = remove_units(slim, graph, dead)
+    slim, dead = _without_dead(model)
+    assert dead == 1
     x = torch.rand(1, 1, 40, 40)
     with torch.no_grad():
         difference = (slim(x) - model(x)).abs()
