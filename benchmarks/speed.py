@@ -1,9 +1,10 @@
 """CPU speed of a filter and its slim versions, in PyTorch and ONNX Runtime, in one run.
 
 For the original filter and each slim one (filter files: ``X.pt`` with ``X.json`` beside it),
-measures parameters, kMAC per pixel, and milliseconds per whole luma frame (1920x1080 by
-default, float32, one frame per call, every core, median of the repetitions after a warm-up)
-in PyTorch and in ONNX Runtime, plus the largest difference between the two. For each slim
+measures parameters, kMAC per pixel, and milliseconds per 8-bit luma frame (1920x1080 by
+default, every core, median of the repetitions after a warm-up) in PyTorch and in ONNX Runtime,
+plus the largest difference between the two. A frame is filtered as `nnslim filter` filters it:
+256-pixel tiles with 16 pixels of context (``--tile``, ``--overlap``), uint8 in and out. For each slim
 filter it gives the speedup against the original in both runtimes, the MAC reduction
 (original kMAC / slim kMAC) and closeness = speedup / MAC reduction (1 means time fell as much
 as the MAC count). Prints the table and writes benchmarks/results/speed.json.
@@ -79,10 +80,14 @@ def measure(path: Path, args: argparse.Namespace, scratch: Path, progress: Progr
     difference = onnx_max_difference(model, onnx_path)
     progress.advance(task)
     progress.update(task, description=f"{path.name}: PyTorch, {args.width}x{args.height}")
-    torch_timing = torch_ms_per_frame(model, args.width, args.height, args.repetitions, args.threads)
+    torch_timing = torch_ms_per_frame(
+        model, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
+    )
     progress.advance(task)
     progress.update(task, description=f"{path.name}: ONNX Runtime, {args.width}x{args.height}")
-    onnx_timing = onnx_ms_per_frame(onnx_path, args.width, args.height, args.repetitions, args.threads)
+    onnx_timing = onnx_ms_per_frame(
+        onnx_path, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
+    )
     progress.advance(task)
     return {
         "file": str(path),
@@ -148,14 +153,16 @@ def run() -> int:
     )
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--tile", type=int, default=256, help="tile side, as in nnslim filter")
+    parser.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
     parser.add_argument("--repetitions", type=int, default=5, help="timed frames per filter and runtime")
     parser.add_argument("--threads", type=int, help="threads for both runtimes (every core by default)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
     args = parser.parse_args()
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a piped table keeps one row per filter
     try:
-        if args.width < 1 or args.height < 1 or args.repetitions < 1:
-            raise NnslimError("--width, --height and --repetitions must be at least 1")
+        if min(args.width, args.height, args.repetitions, args.tile) < 1 or args.overlap < 0:
+            raise NnslimError("--width, --height, --tile and --repetitions must be at least 1, --overlap at least 0")
         args.json.parent.mkdir(parents=True, exist_ok=True)
         require_writable_file(args.json)
         paths = [args.original, *args.slim]
@@ -191,6 +198,8 @@ def run() -> int:
     config = {
         "width": args.width,
         "height": args.height,
+        "tile": args.tile,
+        "overlap": args.overlap,
         "repetitions": args.repetitions,
         "warmup": 1,
         "threads": args.threads or os.cpu_count(),

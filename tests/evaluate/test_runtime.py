@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -13,10 +14,12 @@ from nnslim.evaluate.runtime import (
     ms_per_frame,
     onnx_max_difference,
     onnx_ms_per_frame,
+    onnx_runner,
     onnx_session,
     torch_ms_per_frame,
 )
 from nnslim.models import layers
+from nnslim.models.apply import run_tiles, torch_runner
 from nnslim.models.filters import ArchSpec, build
 from nnslim.models.layers import SeparableConv2d
 from nnslim.models.train import load_filter
@@ -135,6 +138,17 @@ def test_torch_and_onnx_timings_on_a_tiny_frame(tmp_path: Path) -> None:
     path = export_onnx(model, tmp_path / "f.onnx")
     timing = onnx_ms_per_frame(path, width=32, height=16, repetitions=2)
     assert len(timing["runs_ms"]) == 2 and timing["min_ms"] >= 0
+
+
+@pytest.mark.parametrize("name", ["postfilter-qp", "vrcnn"])
+def test_onnx_runtime_filters_a_tiled_frame_like_pytorch(name: str, tmp_path: Path) -> None:
+    model = _randomise(build(SMALL[name]))
+    plane = np.random.default_rng(1).integers(0, 256, size=(40, 70), dtype=np.uint8)
+    path = export_onnx(model, tmp_path / "f.onnx")
+    with torch.inference_mode():
+        ours = run_tiles(torch_runner(model, 37), plane, tile=16, overlap=8).astype(int)
+        theirs = run_tiles(onnx_runner(onnx_session(path), 37.0), plane, tile=16, overlap=8).astype(int)
+    assert np.abs(ours - theirs).max() <= 1
 
 
 @pytest.mark.parametrize("content", [b"", b"definitely not a protobuf \xff\xfe"])

@@ -26,18 +26,37 @@ def _starts(length: int, tile: int) -> list[int]:
     return [*starts, length - tile]
 
 
-@torch.no_grad()
-def filter_plane(model: nn.Module, plane: np.ndarray, qp: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
+TileRunner = Callable[[torch.Tensor], torch.Tensor]
+"""Filters one tile: (1, 1, h, w) float32 luma in [0, 1] to the restored tile of the same shape."""
+
+
+def torch_runner(model: nn.Module, qp: int) -> TileRunner:
+    """Run a PyTorch filter on tiles, with the QP for filters that take it.
+
+    Tiles go in the channels-last memory format, which every later activation inherits: the
+    fast path of PyTorch's oneDNN convolutions on the CPU (about 1.5x faster than the default
+    layout for 64 channels here, and more for narrow pruned layers). The model is not changed.
+    """
+    qp_tensor = torch.tensor([float(qp)]) if takes_qp(model) else None
+
+    def run(tile: torch.Tensor) -> torch.Tensor:
+        tile = tile.contiguous(memory_format=torch.channels_last)
+        return model(tile, qp_tensor) if qp_tensor is not None else model(tile)
+
+    return run
+
+
+def run_tiles(run: TileRunner, plane: np.ndarray, tile: int = 256, overlap: int = 16) -> np.ndarray:
     """Filter one 8-bit luma plane tile by tile.
 
     Each tile is run with ``overlap`` pixels of context on every side (cut at the frame
     edge), and only its centre is kept, so the result equals the whole-frame output for
-    filters whose receptive field fits in the overlap.
+    filters whose receptive field fits in the overlap. Small tiles also keep a pruned
+    filter's activations in the CPU caches.
 
     Args:
-        model: A filter in eval mode.
+        run: Filters one tile (``torch_runner``, or an ONNX Runtime session's).
         plane: uint8 array, shape (height, width).
-        qp: Ladder QP, passed to filters that take it.
         tile: Side of the kept part of each tile.
         overlap: Context pixels around each tile.
 
@@ -47,17 +66,21 @@ def filter_plane(model: nn.Module, plane: np.ndarray, qp: int, tile: int = 256, 
     height, width = plane.shape
     out = np.empty_like(plane)
     source = torch.from_numpy(plane).float().div_(255.0)
-    qp_tensor = torch.tensor([float(qp)]) if takes_qp(model) else None
     for top in _starts(height, tile):
         for left in _starts(width, tile):
             bottom, right = min(top + tile, height), min(left + tile, width)
             y0, x0 = max(top - overlap, 0), max(left - overlap, 0)
             y1, x1 = min(bottom + overlap, height), min(right + overlap, width)
-            x = source[y0:y1, x0:x1].reshape(1, 1, y1 - y0, x1 - x0)
-            y = model(x, qp_tensor) if qp_tensor is not None else model(x)
+            y = run(source[y0:y1, x0:x1].reshape(1, 1, y1 - y0, x1 - x0))
             kept = y[0, 0, top - y0 : bottom - y0, left - x0 : right - x0]
             out[top:bottom, left:right] = kept.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
     return out
+
+
+@torch.no_grad()
+def filter_plane(model: nn.Module, plane: np.ndarray, qp: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
+    """Filter one 8-bit luma plane with a PyTorch filter in eval mode; see ``run_tiles``."""
+    return run_tiles(torch_runner(model, qp), plane, tile, overlap)
 
 
 def filter_frames(model: nn.Module, planes: np.ndarray, qp: int, tile: int = 256, overlap: int = 16) -> np.ndarray:
