@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,19 @@ def test_resume_gives_the_same_weights(pairs: list[LumaPairs], tmp_path: Path) -
         assert torch.equal(straight[key], resumed[key]), key
     assert [h["step"] for h in description["history"]] == [3, 6]
     assert set(description["validation"]) >= {"psnr_y_codec", "psnr_y_filtered", "gain_db"}
+
+
+def test_resume_may_use_another_thread_count(pairs: list[LumaPairs], tmp_path: Path) -> None:
+    config = TrainConfig(SMALL, steps=4, batch=2, patch=32, checkpoint_every=2, threads=1)
+
+    def stop_after_checkpoint(step: int, _loss: float, _report: object) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, pairs, [], tmp_path / "f.pt", on_step=stop_after_checkpoint)
+    description = train(replace(config, threads=2), pairs, [], tmp_path / "f.pt", resume=True)
+    assert [h["step"] for h in description["history"]] == [2, 4]
 
 
 def test_resume_with_other_settings_is_refused(pairs: list[LumaPairs], tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class TrainConfig:
             padding of the patch edge, which tiles never show a filter inside a frame.
         seed: Seeds the weights and the patch sampling.
         checkpoint_every: Steps between checkpoints (and validations).
-        threads: CPU threads (all cores when None).
+        threads: CPU threads (all cores when None); a run may resume with another count.
         train_sequences: Names of the sequences the patches come from.
         validation_sequences: Names of the held-out sequences validated on.
         init: Filter file whose weights start the run (a fine-tune), or None for a fresh start.
@@ -245,7 +245,7 @@ def train(
     ckpt_weights, ckpt_meta = _checkpoint_paths(out)
     if resume and ckpt_meta.is_file():
         state = json.loads(ckpt_meta.read_text())
-        if TrainConfig.from_dict(state["config"]) != config:
+        if replace(TrainConfig.from_dict(state["config"]), threads=config.threads) != config:
             raise NnslimError(f"{ckpt_meta} was written with other settings; resume with the same ones")
         saved = _safe_load(ckpt_weights)
         model.load_state_dict(saved["model"])
