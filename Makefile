@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	# CPU build of torch first, so that nothing pulls a CUDA build later.
 	$(PY) -m pip install --quiet torch==2.13.0
+	# NNCodec builds from source (g++); its declared dependencies would pull a CUDA torch and
+	# torchvision, and nnslim uses only its coding core (numpy), so it goes in without them.
+	command -v g++ >/dev/null || (apt-get update -qq && apt-get install -y -qq g++)
+	$(PY) -m pip install --quiet --no-deps nncodec==2.1.3
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

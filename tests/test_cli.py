@@ -318,3 +318,26 @@ def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> No
     assert slim["layers"]["body.0"]["out_channels"] == 8
     assert slim["compression"]["onnx"]["max_difference"] < 1e-4
     assert [s["kind"] for s in json.loads((out / "steps.json").read_text())["steps"]] == ["original", "iterate"]
+
+
+def test_pack_with_rate_control_then_inspect_and_unpack(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    packed = tmp_path / "f.nnsl"
+    common = ["--sequences", str(tiny_folder), "--cache", str(tmp_path / "cache"), "--max-size", "128x64"]
+    argv = ["pack", str(model), "--out", str(packed), "--max-loss", "0.5", "--json", str(tmp_path / "p.json")]
+    assert main([*argv, *common]) == 0
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["bytes"] == packed.stat().st_size and result["chosen"]["loss_db"] <= 0.5
+    within = [t["qp"] for t in result["trials"] if t["within"]]
+    assert result["chosen"]["qp"] == max(within) and len(result["trials"]) <= 8
+    assert main(["inspect", str(packed), "--json", str(tmp_path / "i.json")]) == 0
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["bytes"] == result["bytes"] and {t["coder"] for t in info["tensors"]} == {"nnr"}
+    assert main(["unpack", str(packed), "--out", str(tmp_path / "u")]) == 0
+    assert main(["assess", str(tmp_path / "u" / "slim.pt"), *common]) == 0
+    packed.write_bytes(packed.read_bytes()[:-10])
+    _fails_with(capsys, ["unpack", str(packed), "--out", str(tmp_path / "v")], "(truncated or padded)")
+    _fails_with(capsys, ["inspect", str(tmp_path / "none.nnsl")], "no such file")
+    _fails_with(capsys, ["pack", str(model), "--coder", "zip", "--out", str(packed)], "unknown coder 'zip'")

@@ -515,6 +515,155 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _filter_path(path: Path) -> Path:
+    """A filter file, or the ``slim.pt`` of a compress output folder."""
+    return path / "slim.pt" if path.is_dir() else path
+
+
+def _coder_overrides(items: list[str]) -> dict[str, str]:
+    overrides = {}
+    for item in items:
+        name, sep, coder = item.partition("=")
+        if not sep or not name or not coder:
+            raise NnslimError(f"--tensor-coder takes NAME=CODER, got {item!r}")
+        overrides[name] = coder
+    return overrides
+
+
+def _test_pairs(args: argparse.Namespace, meta: dict[str, Any]) -> list[Any]:
+    """Decoded test-split frames at the codec and QP the filter was trained for."""
+    from nnslim.models import data
+
+    training = meta.get("training", {})
+    if "codec" not in training or len(training.get("qps", [])) != 1:
+        raise NnslimError("--max-loss needs a filter trained for one codec at one QP")
+    manifest = content.load_manifest(args.sequences)
+    test = list(content.select(manifest, "test", None, parse_size(args.max_size) if args.max_size else None))
+    if not test:
+        raise NnslimError(f"no test sequences in {args.sequences}")
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    with console.status("encoding the test sequences") as status:
+        return data.encode_pairs(test, training["codec"], tuple(training["qps"]), cache, on_step=status.update)
+
+
+def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    from nnslim.bitstream.pack import PackConfig, pack, summary
+    from nnslim.bitstream.rate import search_qp
+    from nnslim.io import atomic_write_bytes
+    from nnslim.models.filters import parameter_count
+    from nnslim.models.train import load_filter, validate
+
+    model, meta = load_filter(_filter_path(args.model))
+    config = PackConfig(
+        coder=args.coder,
+        qp=args.qp,
+        nonweight_qp=args.nonweight_qp,
+        dependent=args.dependent,
+        lossless=args.lossless,
+        bits=args.bits,
+        index_bits=args.index_bits,
+        raw_dtype=args.raw_dtype,
+        coders=_coder_overrides(args.tensor_coder),
+    )
+    require_writable_file(args.out)
+    reference, _ = load_filter(args.against) if args.against else (model, meta)
+    result: dict[str, Any] = {"model": str(args.model), "config": dataclasses.asdict(config)}
+    start = time.perf_counter()
+    if args.max_loss is None:
+        data = pack(model, meta, config)
+    else:
+        pairs = _test_pairs(args, meta)
+        reference_psnr = validate(reference, pairs, frame_step=1)["psnr_y_filtered"]
+        with console.status("searching the QP") as status:
+            data, trials = search_qp(
+                model,
+                meta,
+                config,
+                lambda m: validate(m, pairs, frame_step=1)["psnr_y_filtered"],
+                reference_psnr,
+                args.max_loss,
+                on_trial=lambda t: status.update(f"QP {t['qp']}: {t['bytes']:,} bytes, loss {t['loss_db']:+.3f} dB"),
+            )
+        chosen = max((t for t in trials if t["within"]), key=lambda t: t["qp"])
+        result |= {"reference_psnr_y": reference_psnr, "trials": trials, "chosen": chosen}
+        console.print(f"QP {chosen['qp']}: loss {chosen['loss_db']:+.3f} dB within {args.max_loss} dB")
+    seconds = time.perf_counter() - start
+    atomic_write_bytes(args.out, data)
+    fp32 = 4 * parameter_count(reference)
+    info = summary(data)
+    result |= {
+        "file": str(args.out),
+        "bytes": len(data),
+        "seconds": seconds,
+        "fp32_bytes": fp32,
+        "percent_of_fp32": 100.0 * len(data) / fp32,
+        "header_bytes": info["header_bytes"],
+        "entropy_bytes": info["entropy_bytes"],
+    }
+    of = f"the fp32 size of {args.against.name}" if args.against else "its fp32 size"
+    console.print(f"{args.out}: {len(data):,} bytes, {result['percent_of_fp32']:.2f}% of {of}, in {seconds:.2f} s")
+    return result
+
+
+def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    from nnslim.bitstream.pack import unpack
+    from nnslim.models.train import save_filter
+
+    data = args.file.read_bytes() if args.file.is_file() else None
+    if data is None:
+        raise NnslimError(f"{args.file}: no such file")
+    start = time.perf_counter()
+    model, description = unpack(data, args.trust_factory)
+    seconds = time.perf_counter() - start
+    out = require_writable_dir(args.out, create=True)
+    save_filter(model, out / "slim.pt", {"format": "nnslim-filter", "version": 1, **description})
+    console.print(f"decoded {args.file} in {seconds * 1000:.1f} ms; wrote {out / 'slim.pt'} and slim.json")
+    return {"file": str(args.file), "out": str(out), "decode_seconds": seconds, "description": description}
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.bitstream.pack import summary
+
+    if not args.file.is_file():
+        raise NnslimError(f"{args.file}: no such file")
+    info = summary(args.file.read_bytes())
+    arch = info["model"]["arch"]
+    console.print(
+        f"{args.file}: {info['bytes']:,} bytes (header {info['header_bytes']:,}); architecture {arch['name']} "
+        f"{arch.get('kwargs', {})}, {len(info['model'].get('layers', {}))} layers changed"
+    )
+    table = Table(title="tensors")
+    for column in ("tensor", "shape", "coder", "chunk", "non-zero", "entropy bytes", "settings"):
+        table.add_column(column, justify="right" if column in ("chunk", "non-zero", "entropy bytes") else "left")
+    for row in info["tensors"]:
+        settings = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        if "compression_rate" in row:
+            settings += f", r={row['compression_rate']:.1f}"
+        table.add_row(
+            row["name"],
+            "x".join(map(str, row["shape"])),
+            row["coder"],
+            str(row["chunk"]),
+            f"{row['nonzero']:,}",
+            f"{row['entropy_bits'] / 8:,.0f}",
+            settings,
+        )
+    console.print(table)
+    for chunk in info["chunks"]:
+        if len(chunk["tensors"]) > 1:
+            estimate = sum(r["entropy_bits"] for r in info["tensors"] if r["chunk"] == chunk["index"]) / 8
+            console.print(
+                f"chunk {chunk['index']}: {chunk['bytes']:,} bytes for {len(chunk['tensors'])} tensors "
+                f"(entropy estimate {estimate:,.0f} bytes)"
+            )
+    console.print(f"payload {info['payload_bytes']:,} bytes; entropy estimate {info['entropy_bytes']:,.0f} bytes")
+    return {"file": str(args.file), **info}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(prog="nnslim", description="Make CNN video coding tools small and fast, measured on real codecs.")
@@ -630,6 +779,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     common(p, store=False)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("pack", help="code a filter into an .nnsl file")
+    p.add_argument("model", type=Path, help="filter file (.pt with .json), or a compress output folder")
+    p.add_argument("--coder", default="nnr", help="nnr, huffman or raw")
+    p.add_argument("--qp", type=int, default=-32, help="NNR QP of weights (+4 doubles the step)")
+    p.add_argument("--nonweight-qp", type=int, default=-64, help="NNR QP of biases and other 1-D tensors")
+    p.add_argument("--dependent", action="store_true", help="NNR dependent (trellis) quantization")
+    p.add_argument("--lossless", action="store_true", help="NNR: code weight-shared tensors exactly")
+    p.add_argument("--bits", type=int, default=6, help="huffman: k-means to 2**bits shared values")
+    p.add_argument("--index-bits", type=int, default=8, help="huffman: bits of a relative index")
+    p.add_argument("--raw-dtype", default="float32", help="raw tensors as float32 or float16")
+    p.add_argument(
+        "--tensor-coder", action="append", default=[], metavar="NAME=CODER", help="another coder for one tensor"
+    )
+    p.add_argument("--max-loss", type=float, help="search the coarsest NNR QP within this test Y-PSNR loss (dB)")
+    p.add_argument("--against", type=Path, help="measure the loss and the size against this filter (the original)")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
+    p.add_argument("--max-size", default="416x240", help="test sequences up to WxH measure the loss")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    p.add_argument("--out", type=Path, required=True, help=".nnsl file to write")
+    common(p, store=False)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("unpack", help="decode an .nnsl file into a filter file")
+    p.add_argument("file", type=Path, help=".nnsl file")
+    p.add_argument("--out", type=Path, required=True, help="folder for slim.pt and slim.json")
+    p.add_argument("--trust-factory", help="build this user architecture (FILE.py:FACTORY) if the file names it")
+    common(p, store=False)
+    p.set_defaults(func=cmd_unpack)
+
+    p = sub.add_parser("inspect", help="show what an .nnsl file holds")
+    p.add_argument("file", type=Path, help=".nnsl file")
+    common(p, store=False)
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
     p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")
