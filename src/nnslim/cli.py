@@ -549,7 +549,7 @@ def _test_pairs(args: argparse.Namespace, meta: dict[str, Any]) -> list[Any]:
 def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
     import time
 
-    from nnslim.bitstream.pack import PackConfig, pack, summary
+    from nnslim.bitstream.pack import PackConfig, pack, summary, unpack
     from nnslim.bitstream.rate import search_qp
     from nnslim.io import atomic_write_bytes
     from nnslim.models.filters import parameter_count
@@ -567,6 +567,8 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
         raw_dtype=args.raw_dtype,
         coders=_coder_overrides(args.tensor_coder),
     )
+    if args.max_loss is not None and config.coder != "nnr":
+        raise NnslimError(f"--max-loss searches the NNR QP; it needs --coder nnr, not {config.coder}")
     require_writable_file(args.out)
     reference, _ = load_filter(args.against) if args.against else (model, meta)
     result: dict[str, Any] = {"model": str(args.model), "config": dataclasses.asdict(config)}
@@ -578,9 +580,8 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
         reference_psnr = validate(reference, pairs, frame_step=1)["psnr_y_filtered"]
         with console.status("searching the QP") as status:
             data, trials = search_qp(
-                model,
-                meta,
-                config,
+                lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
+                lambda packed: unpack(packed)[0],
                 lambda m: validate(m, pairs, frame_step=1)["psnr_y_filtered"],
                 reference_psnr,
                 args.max_loss,
