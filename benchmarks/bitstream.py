@@ -1,7 +1,7 @@
 """File size, coding time and quality of a filter's compressed representations, in one run.
 
-Measured on the test split (sequences up to ``--max-size``) at the codec and QP the filter was
-trained for; every loss is the Y-PSNR of the decoded filter against the *unpruned* original's,
+Measured on the test split (sequences up to ``--max-size``, every ``--frame-step``-th frame) at
+the codec and QP the filter was trained for; every loss is the Y-PSNR of the decoded filter against the *unpruned* original's,
 and every size a percentage of the unpruned filter's fp32 bytes:
 
 - ``zip`` and ``lzma`` of the unpruned fp32 state dict: the floor every coder beats;
@@ -114,7 +114,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         pairs = data.encode_pairs(test, training["codec"], tuple(training["qps"]), content.cache_dir() / "encodes")
 
     def psnr(model: nn.Module) -> float:
-        return validate(model, pairs, frame_step=1)["psnr_y_filtered"]
+        return validate(model, pairs, frame_step=args.frame_step)["psnr_y_filtered"]
 
     reference = psnr(original)
     rows = [_floor("zip", original, args.repetitions), _floor("lzma", original, args.repetitions)]
@@ -198,6 +198,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "max_loss_db": args.max_loss,
             "nonweight_qp": args.nonweight_qp,
             "max_size": args.max_size,
+            "frame_step": args.frame_step,
             "repetitions": args.repetitions,
             "test_sequences": [s.name for s in test],
         },
@@ -233,6 +234,7 @@ def run() -> int:
     parser.add_argument("--nonweight-qp", type=int, default=-64, help="NNR QP of biases and 1-D tensors")
     parser.add_argument("--sequences", type=Path, default=Path("data/sequences"))
     parser.add_argument("--max-size", default="416x240", help="test sequences up to WxH")
+    parser.add_argument("--frame-step", type=int, default=4, help="measure every Nth frame of each test sequence")
     parser.add_argument("--repetitions", type=int, default=5, help="timed encodes and decodes per method")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "bitstream.json")
     args = parser.parse_args()
