@@ -1,8 +1,9 @@
 """File size, coding time and quality of a filter's compressed representations, in one run.
 
 Measured on the test split (sequences up to ``--max-size``, every ``--frame-step``-th frame) at
-the codec and QP the filter was trained for; every loss is the Y-PSNR of the decoded filter against the *unpruned* original's,
-and every size a percentage of the unpruned filter's fp32 bytes:
+the codec and QP the filter was trained for; every loss is the Y-PSNR of the decoded filter
+against the *unpruned* original's, and every size a percentage of the unpruned filter's fp32
+bytes:
 
 - ``zip`` and ``lzma`` of the unpruned fp32 state dict: the floor every coder beats;
 - ``nncodec``: NNCodec's NNR coding alone (its core, dependent quantization, the QP searched
