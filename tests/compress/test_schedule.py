@@ -33,9 +33,9 @@ def _tiny(recipe: recipes.Recipe) -> recipes.Recipe:
     return recipes.Recipe(recipe.name, tuple(stages))
 
 
-def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0) -> tuple[Path, Context]:
+def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0, full_size: bool = False) -> tuple[Path, Context]:
     torch.manual_seed(0)
-    spec = ArchSpec(arch, SMALL_ARCHS[arch])
+    spec = ArchSpec(arch, {} if full_size else SMALL_ARCHS[arch])
     model = build(spec)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.05)
@@ -63,6 +63,23 @@ def test_every_recipe_runs_on_every_architecture(tmp_path: Path, arch: str, name
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("arch", ["postfilter", "vrcnn", "inloop"])
+@pytest.mark.parametrize("name", list(recipes.NAMED))
+def test_every_recipe_runs_on_the_full_size_architectures(tmp_path: Path, arch: str, name: str) -> None:
+    original, ctx = _setup(tmp_path, arch, full_size=True)
+    recipe = recipes.Recipe(
+        name,
+        tuple(
+            dataclasses.replace(s, finetune=TINY, **({"rounds": 1} if isinstance(s, recipes.Iterate) else {}))
+            for s in recipes.NAMED[name].stages
+        ),
+    )
+    model, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    assert model(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+    if name in ("bbc", "full"):
+        assert parameter_count(model) < steps[0]["parameters"]
 
 
 def test_an_interrupted_run_resumes_after_its_last_step(tmp_path: Path) -> None:
