@@ -665,6 +665,62 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     return {"file": str(args.file), **info}
 
 
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.evaluate.measure import EvaluateConfig, evaluate
+    from nnslim.models.train import load_filter
+
+    original, meta = load_filter(_filter_path(args.original))
+    if not args.file.is_file():
+        raise NnslimError(f"{args.file}: no such file")
+    if args.split != "test":
+        raise NnslimError(f"evaluate measures on held-out sequences: use --split test, not {args.split!r}")
+    training = meta.get("training", {})
+    codec = args.codec or training.get("codec", "x265")
+    qps = tuple(_int_list(args.qps)) if args.qps else tuple(training.get("qps", ()))
+    if not qps:
+        raise NnslimError("give --qps")
+    for qp in qps:
+        get_codec(codec).quantizer(qp)
+    sequences = _selected_sequences(args)
+    used = sorted(set(training.get("train_sequences", [])) | set(training.get("validation_sequences", [])))
+    overlap = sorted(set(used) & {s.name for s in sequences})
+    if overlap:
+        raise NnslimError(f"{', '.join(overlap)} were used in training; evaluate on held-out sequences")
+    if not sequences:
+        raise NnslimError(f"no {args.split} sequences in {args.sequences} match the selection")
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    config = EvaluateConfig(codec, qps, args.frames, repetitions=args.repetitions, threads=args.threads)
+    with console.status("evaluating") as status:
+        table = evaluate(original, meta, args.file.read_bytes(), sequences, config, cache, status.update)
+    _print_evaluation(table)
+    return {"original": str(args.original), "file": str(args.file), "codec": codec, "qps": list(qps), **table}
+
+
+def _print_evaluation(table: dict[str, Any]) -> None:
+    perf, size = table["performance"], table["size"]
+    out = Table(title="evaluation: original filter (O) against the filter decoded from the file (R)")
+    for column in ("measure", "original", "reconstructed"):
+        out.add_column(column, justify="left" if column == "measure" else "right")
+
+    def both(label: str, get: Any, fmt: str) -> None:
+        out.add_row(label, *(format(get(side), fmt) for side in ("original", "reconstructed")))
+
+    out.add_row("size (bytes)", f"{size['original_fp32_bytes']:,} fp32", f"{size['compressed_bytes']:,} file")
+    both("gain over codec (Y dB)", lambda s: perf[s]["mean"]["gain_db"], "+.3f")
+    both("BD-rate vs codec", lambda s: perf[s]["mean"]["bd_rate"], "+.2f")
+    both("parameters", lambda s: table["complexity"][s]["parameters"], ",")
+    both("kMAC per pixel", lambda s: table["complexity"][s]["kmac_per_pixel"], ".1f")
+    both("PyTorch ms per 1080p frame", lambda s: table["runtime"][s]["torch_ms"], ".0f")
+    both("ONNX Runtime ms per 1080p frame", lambda s: table["runtime"][s]["onnxruntime_ms"], ".0f")
+    both("peak memory filtering 1080p (MiB)", lambda s: table["memory"][s]["peak_rss_mib"], ".0f")
+    both("parameter memory (bytes)", lambda s: table["memory"][s]["parameter_bytes"], ",")
+    console.print(out)
+    console.print(
+        f"size ratio {size['ratio']:.1f}x; Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup "
+        f"{table['runtime']['speedup_torch']:.2f}x PyTorch, {table['runtime']['speedup_onnxruntime']:.2f}x ONNX Runtime"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(prog="nnslim", description="Make CNN video coding tools small and fast, measured on real codecs.")
@@ -814,6 +870,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help=".nnsl file")
     common(p, store=False)
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("evaluate", help="the evaluation table of an original filter and its .nnsl file")
+    p.add_argument("original", type=Path, help="the uncompressed filter file")
+    p.add_argument("file", type=Path, help="the .nnsl file (its decoded filter is measured)")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
+    p.add_argument("--split", default="test", help="split to measure on (test)")
+    p.add_argument("--names", help="only these sequences (comma-separated)")
+    p.add_argument("--max-size", default="416x240", help="skip sequences larger than WxH")
+    p.add_argument("--codec", help="codec (the one the filter was trained on by default)")
+    p.add_argument("--qps", help="comma-separated ladder QPs (the filter's by default; four or more give BD-rates)")
+    p.add_argument("--frames", type=int, help="first N frames of each sequence")
+    p.add_argument("--repetitions", type=int, default=3, help="timed 1080p frames per filter and runtime")
+    p.add_argument("--threads", type=int, help="CPU threads for the timings (every core by default)")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    common(p, store=False)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
     p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")

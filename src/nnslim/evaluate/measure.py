@@ -1,0 +1,228 @@
+"""The MPEG-NNR style evaluation table: an original filter against its decoded `.nnsl` file, in one run.
+
+Both filters are measured the same way on the same decoded frames: size, Y/U/V PSNR and gain
+over the codec alone, BD-rate, complexity, CPU time per 1080p frame in PyTorch and ONNX
+Runtime, and memory. The compressed filter is always the model decoded from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nnslim.bitstream.pack import unpack
+from nnslim.errors import NnslimError
+from nnslim.evaluate.runtime import export_onnx, onnx_ms_per_frame, torch_ms_per_frame
+from nnslim.models.apply import filter_frames
+from nnslim.models.assess import summarise
+from nnslim.models.filters import kmac_per_pixel, parameter_count
+from nnslim.models.train import save_filter
+from nnslim.video.codecs import get_codec
+from nnslim.video.compare import Point, run_point
+from nnslim.video.decode import decode_file
+from nnslim.video.metrics import psnr_frames
+from nnslim.video.yuv import Sequence, read_yuv, to_8bit
+
+MEMORY_PROBE = """
+import json, resource, sys
+import numpy as np, torch
+from pathlib import Path
+from nnslim.models.apply import filter_plane
+from nnslim.models.train import load_filter
+torch.set_num_threads(int(sys.argv[4]))
+model, meta = load_filter(Path(sys.argv[1]))
+idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+plane = np.random.default_rng(0).integers(0, 256, (int(sys.argv[3]), int(sys.argv[2])), dtype=np.uint8)
+with torch.inference_mode():
+    filter_plane(model, plane, (meta.get("training", {}).get("qps") or [37])[0])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"idle_rss_mib": idle / 1024, "peak_rss_mib": peak / 1024}))
+"""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to measure on.
+
+    Attributes:
+        codec: Codec name.
+        qps: Ladder QPs (four or more give BD-rates).
+        frames: First frames of each sequence (all when None).
+        width: Frame width for runtime and memory.
+        height: Frame height for runtime and memory.
+        repetitions: Timed frames per filter and runtime.
+        threads: CPU threads for the runtimes (every core when None).
+    """
+
+    codec: str
+    qps: tuple[int, ...]
+    frames: int | None = None
+    width: int = 1920
+    height: int = 1080
+    repetitions: int = 3
+    threads: int | None = None
+
+
+def check_match(original_meta: dict[str, Any], description: dict[str, Any]) -> None:
+    """Refuse a file whose filter was not made from ``original`` (another architecture or training).
+
+    Raises:
+        NnslimError: The architectures or the codec and QPs the filters were trained for differ.
+    """
+    theirs, ours = description.get("arch", {}), original_meta.get("arch", {})
+    if theirs != ours:
+        raise NnslimError(f"the file holds a {theirs.get('name')!r} filter {theirs}, the original is {ours}")
+    for key in ("codec", "qps"):
+        mine, other = original_meta.get("training", {}).get(key), description.get("training", {}).get(key)
+        if mine != other:
+            raise NnslimError(f"the file's filter was trained for {key} {other}, the original for {mine}")
+
+
+def memory(model: nn.Module, meta: dict[str, Any], width: int, height: int, threads: int) -> dict[str, float]:
+    """Peak resident memory of a fresh process that loads the filter and filters one frame (MiB).
+
+    ``idle_rss_mib`` is the process after loading (Python, PyTorch and the model), so the peak
+    minus it is what filtering the frame added.
+    """
+    with tempfile.TemporaryDirectory(prefix="nnslim-memory-") as scratch:
+        path = Path(scratch) / "filter.pt"
+        save_filter(model, path, meta)
+        argv = [sys.executable, "-c", MEMORY_PROBE, str(path), str(width), str(height), str(threads)]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise NnslimError(f"the memory probe failed: {done.stderr.strip().splitlines()[-1:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _quality(
+    models: dict[str, nn.Module],
+    sequences: list[Sequence],
+    config: EvaluateConfig,
+    cache: Path,
+    on_step: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One row per sequence and QP: kbps, Y/U/V PSNR of the codec, and Y-PSNR after each filter."""
+    spec = get_codec(config.codec)
+    rows = []
+    for seq in sequences:
+        original = read_yuv(seq, min(config.frames or seq.frames, seq.frames)).y
+        for qp in config.qps:
+            on_step(f"{seq.name} QP {qp}")
+            row = run_point(Point(seq, spec, qp), config.frames, cache, with_vmaf=False)
+            video = decode_file(Path(row["bitstream"]), spec.muxer).video
+            decoded = (video if video.y.dtype == np.uint8 else to_8bit(video)).y
+            out = {
+                "sequence": seq.name,
+                "qp": qp,
+                "kbps": float(row["kbps"]),
+                "psnr_y_codec": float(np.mean(psnr_frames(original, decoded))),
+                "psnr_u_codec": float(row["psnr_u"]),
+                "psnr_v_codec": float(row["psnr_v"]),
+            }
+            for name, model in models.items():
+                on_step(f"{seq.name} QP {qp}: {name} filter")
+                out[f"psnr_y_{name}"] = float(np.mean(psnr_frames(original, filter_frames(model, decoded, qp))))
+            rows.append(out)
+    return rows
+
+
+def _per_filter(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """``summarise`` of one filter's rows (gain and BD-rate against the codec alone)."""
+    return summarise(
+        [
+            {
+                "sequence": r["sequence"],
+                "qp": r["qp"],
+                "kbps": r["kbps"],
+                "psnr_y_codec": r["psnr_y_codec"],
+                "psnr_y_filtered": r[f"psnr_y_{name}"],
+                "gain_db": r[f"psnr_y_{name}"] - r["psnr_y_codec"],
+            }
+            for r in rows
+        ]
+    )
+
+
+def evaluate(
+    original: nn.Module,
+    original_meta: dict[str, Any],
+    packed: bytes,
+    sequences: list[Sequence],
+    config: EvaluateConfig,
+    cache: Path,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The evaluation table of an original filter and its `.nnsl` file, all measured here.
+
+    Args:
+        original: The uncompressed filter.
+        original_meta: Its description.
+        packed: The `.nnsl` file's bytes; the compressed filter is what they decode to.
+        sequences: Held-out sequences (callers check the split).
+        config: Codec, QPs, frames and runtime settings.
+        cache: Encode cache.
+        on_step: Progress labels.
+
+    Returns:
+        ``size``, ``performance`` (rows per sequence and QP, per-sequence and mean gains and
+        BD-rates of both filters), ``complexity``, ``runtime`` and ``memory``, each with
+        ``original`` and ``reconstructed`` sides.
+
+    Raises:
+        NnslimError: A corrupt file, or one that does not hold a filter made from ``original``.
+    """
+    on_step("decoding the file")
+    reconstructed, description = unpack(packed)
+    check_match(original_meta, description)
+    models = {"original": original.eval(), "reconstructed": reconstructed}
+    rows = _quality(models, sequences, config, cache, on_step)
+    summaries = {name: _per_filter(rows, name) for name in models}
+    size: dict[str, float] = {"original_fp32_bytes": 4 * parameter_count(original), "compressed_bytes": len(packed)}
+    size["ratio"] = size["original_fp32_bytes"] / size["compressed_bytes"]
+    result: dict[str, Any] = {
+        "size": size,
+        "performance": {
+            "rows": rows,
+            **{name: {"per_sequence": s["per_sequence"], "mean": s["mean"]} for name, s in summaries.items()},
+            "loss_db": summaries["original"]["mean"]["gain_db"] - summaries["reconstructed"]["mean"]["gain_db"],
+        },
+        "complexity": {
+            name: {"parameters": parameter_count(m), "kmac_per_pixel": kmac_per_pixel(m)} for name, m in models.items()
+        },
+        "runtime": {},
+        "memory": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="nnslim-evaluate-") as scratch:
+        for name, model in models.items():
+            on_step(f"timing the {name} filter")
+            onnx_path = export_onnx(model, Path(scratch) / f"{name}.onnx")
+            result["runtime"][name] = {
+                "torch_ms": torch_ms_per_frame(model, config.width, config.height, config.repetitions, config.threads)[
+                    "median_ms"
+                ],
+                "onnxruntime_ms": onnx_ms_per_frame(
+                    onnx_path, config.width, config.height, config.repetitions, config.threads
+                )["median_ms"],
+            }
+            on_step(f"memory of the {name} filter")
+            meta = original_meta if name == "original" else {**description, "format": "nnslim-filter"}
+            result["memory"][name] = {
+                **memory(model, meta, config.width, config.height, config.threads or os.cpu_count() or 1),
+                "parameter_bytes": 4 * parameter_count(model),
+            }
+    for key in ("torch_ms", "onnxruntime_ms"):
+        slow, fast = result["runtime"]["original"][key], result["runtime"]["reconstructed"][key]
+        result["runtime"][f"speedup_{key.removesuffix('_ms')}"] = slow / fast if fast > 0 else math.nan
+    return result
