@@ -341,3 +341,17 @@ def test_pack_with_rate_control_then_inspect_and_unpack(
     _fails_with(capsys, ["unpack", str(packed), "--out", str(tmp_path / "v")], "(truncated or padded)")
     _fails_with(capsys, ["inspect", str(tmp_path / "none.nnsl")], "no such file")
     _fails_with(capsys, ["pack", str(model), "--coder", "zip", "--out", str(packed)], "unknown coder 'zip'")
+
+
+def test_evaluate_refuses_bad_input_in_one_line(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    packed = tmp_path / "f.nnsl"
+    assert main(["pack", str(model), "--coder", "raw", "--out", str(packed)]) == 0
+    common = ["--sequences", str(tiny_folder), "--cache", str(tmp_path / "cache")]
+    _fails_with(capsys, ["evaluate", str(model), str(tmp_path / "none.nnsl"), *common], "none.nnsl: no such file")
+    _fails_with(capsys, ["evaluate", str(model), str(packed), *common, "--split", "train"], "use --split test")
+    _fails_with(capsys, ["evaluate", str(model), str(packed), *common, "--names", "TinyTrain"], "no test sequences")
+    packed.write_bytes(b"PK" + packed.read_bytes()[2:])
+    _fails_with(capsys, ["evaluate", str(model), str(packed), *common], "wrong magic number")
