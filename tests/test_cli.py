@@ -92,6 +92,11 @@ def test_encode_writes_json_and_a_store_row(tiny_sequence: Sequence, tmp_path: P
     assert row["codec"] == "x265" and row["vmaf"] > 50 and Path(row["bitstream"]).is_file()
     (run,) = ResultsStore(private_store).runs()
     assert run.kind == "encode" and run.versions["x265"] != "unknown" and run.id == row["run_id"]
+    argv[argv.index("27")] = "37"
+    assert main(argv) == 0
+    assert main(["runs", "--compare", "1", "2", "--json", str(tmp_path / "c.json")]) == 0
+    differences = {d["field"]: (d["1"], d["2"]) for d in json.loads((tmp_path / "c.json").read_text())["differences"]}
+    assert differences["params.qp"] == (27, 37) and "results.kbps" in differences
 
 
 def test_comparison_writes_rows_summary_and_plot(tiny_folder: Path, tmp_path: Path) -> None:

@@ -67,6 +67,19 @@ def _versions(codecs: list[str]) -> dict[str, str]:
     return {"nnslim": __version__, "ffmpeg": ffmpeg_version(), **{c: encoder_version(c) for c in codecs}}
 
 
+def _model_versions(codecs: list[str]) -> dict[str, str]:
+    """Codec versions plus the libraries that run and code the filters."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("torch", "onnxruntime", "nncodec"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return {**_versions(codecs), **found}
+
+
 def _write_json(path: Path | None, document: dict[str, Any]) -> None:
     if path is not None:
         atomic_write_json(path, document)
@@ -263,7 +276,40 @@ def _print_comparison(report: dict[str, Any], anchor: str) -> None:
     console.print(per_seq)
 
 
+def _scalars(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Every number, string and boolean in nested dicts, by dotted key (lists and tables left out)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _scalars(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    elif isinstance(value, str | int | float | bool) or value is None:
+        out[prefix] = value
+    return out
+
+
+def _compare_runs(store: ResultsStore, first: int, second: int) -> dict[str, Any]:
+    a, b = store.run(first), store.run(second)
+    left = _scalars("", {"params": a.params, "results": a.results, "git_commit": a.git_commit}, {})
+    right = _scalars("", {"params": b.params, "results": b.results, "git_commit": b.git_commit}, {})
+    table = Table(title=f"run {a.id} ({a.kind}) against run {b.id} ({b.kind})")
+    for column in ("field", f"run {a.id}", f"run {b.id}"):
+        table.add_column(column, overflow="fold")
+    rows = []
+    for key in dict.fromkeys([*left, *right]):
+        mine, theirs = left.get(key, ""), right.get(key, "")
+        if mine != theirs or key.startswith("params"):
+            table.add_row(key, _cell(mine), _cell(theirs))
+            rows.append({"field": key, str(a.id): mine, str(b.id): theirs})
+    console.print(table)
+    return {"compare": [a.id, b.id], "differences": rows}
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def cmd_runs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.compare:
+        return _compare_runs(ResultsStore(args.store), *args.compare)
     runs = ResultsStore(args.store).runs(args.kind)
     table = Table(title=f"runs in {ResultsStore(args.store).path}")
     for column in ("id", "kind", "created", "nnslim", "commit", "params"):
@@ -503,6 +549,10 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         raise NnslimError(f"ONNX Runtime's output differs from PyTorch's by {summary['onnx']['max_difference']:.2e}")
     train.save_filter(model, out / "slim.pt", {**meta, "compression": summary})
     atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
+    summary["run_id"] = ResultsStore(args.store).record(
+        "compress", {"model": str(args.model), "out": str(out), "recipe": chosen.name}, {**summary, "steps": steps},
+        _model_versions([codec]),
+    )  # fmt: skip
     plot_pruning_steps(steps, out / "steps.png")
     first, last = summary["original_step"], summary["slim_step"]
     speed = (
@@ -693,7 +743,17 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     with console.status("evaluating") as status:
         table = evaluate(original, meta, args.file.read_bytes(), sequences, config, cache, status.update)
     _print_evaluation(table)
-    return {"original": str(args.original), "file": str(args.file), "codec": codec, "qps": list(qps), **table}
+    params = {
+        "original": str(args.original),
+        "file": str(args.file),
+        "codec": codec,
+        "qps": list(qps),
+        "sequences": [s.name for s in sequences],
+        "frames": args.frames,
+    }
+    run_id = ResultsStore(args.store).record("evaluate", params, table, _model_versions([codec]))
+    console.print(f"stored as run {run_id}")
+    return {**params, "run_id": run_id, **table}
 
 
 def _print_evaluation(table: dict[str, Any]) -> None:
@@ -834,7 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-timing", action="store_true", help="skip the 1080p frame timing at each step")
     p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
-    common(p, store=False)
+    common(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("pack", help="code a filter into an .nnsl file")
@@ -884,11 +944,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetitions", type=int, default=3, help="timed 1080p frames per filter and runtime")
     p.add_argument("--threads", type=int, help="CPU threads for the timings (every core by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
-    common(p, store=False)
+    common(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
-    p.add_argument("--kind", help="only runs of this kind (encode, codecs, ...)")
+    p.add_argument("--kind", help="only runs of this kind (encode, codecs, compress, evaluate, ...)")
+    p.add_argument("--compare", type=int, nargs=2, metavar=("A", "B"), help="two runs side by side (differences)")
     common(p)
     p.set_defaults(func=cmd_runs)
     return parser

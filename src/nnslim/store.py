@@ -97,6 +97,17 @@ class ResultsStore:
             )
             return int(cursor.lastrowid or 0)
 
+    def run(self, run_id: int) -> Run:
+        """One stored run.
+
+        Raises:
+            NnslimError: No run of that id.
+        """
+        found = [r for r in self.runs() if r.id == run_id]
+        if not found:
+            raise NnslimError(f"no run {run_id} in {self.path}")
+        return found[0]
+
     def runs(self, kind: str | None = None) -> list[Run]:
         """All stored runs, oldest first, optionally of one kind."""
         query = "SELECT id, kind, created, params, results, versions, nnslim_version, git_commit FROM runs"
