@@ -23,10 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	mkdir -p $(OUT)
-	$(VENV)/bin/nnslim sequences --out $(DATA) --json $(OUT)/sequences.json
-	$(VENV)/bin/nnslim codecs --sequences $(DATA) --split test --max-size 416x240 \
-		--json $(OUT)/codecs.json --plot $(OUT)/rd.png
+	$(VENV)/bin/nnslim demo --sequences $(DATA) --out $(OUT)/demo --json $(OUT)/demo.json
 
 test: install
 	$(VENV)/bin/pytest -q

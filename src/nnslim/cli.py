@@ -781,6 +781,139 @@ def _print_evaluation(table: dict[str, Any]) -> None:
     )
 
 
+def _demo_step(name: str, argv: list[Any], done: Path) -> None:
+    """Run one step of the demo as its own command, unless its JSON shows it finished before."""
+    if done.is_file():
+        console.print(f"[green]{name}[/green]: finished before, kept {done}")
+        return
+    console.rule(name)
+    status = main([str(a) for a in argv])
+    if status == 130:
+        raise KeyboardInterrupt
+    if status != 0:
+        raise NnslimError(f"the demo's {name} step failed (its error is above); run the demo again to resume")
+
+
+def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
+    import time
+
+    from nnslim.bitstream.pack import unpack
+    from nnslim.evaluate.demo import MODES, build_report, crop_panels
+    from nnslim.models.train import load_filter
+
+    mode = MODES["quick" if args.quick else "full" if args.full else "default"]
+    out = require_writable_dir(args.out, create=True)
+    seqs, model, start = args.sequences, args.model, time.perf_counter()
+    frames = ["--frames", str(mode.frames)] if mode.frames else []
+    (out / "recipe.toml").write_text(mode.recipe_toml())
+    _demo_step("sequences", ["sequences", "--out", seqs, "--json", out / "sequences.json"], out / "sequences.json")
+    _demo_step(
+        "codec comparison",
+        [
+            "codecs",
+            "--sequences",
+            seqs,
+            "--split",
+            "test",
+            "--max-size",
+            "416x240",
+            "--codecs",
+            mode.codecs,
+            *frames,
+            "--json",
+            out / "codecs.json",
+        ],
+        out / "codecs.json",
+    )
+    common = ["--sequences", seqs, "--max-size", "416x240"]
+    _demo_step(
+        "compress (full recipe)",
+        [
+            "compress",
+            model,
+            "--recipe",
+            out / "recipe.toml",
+            "--max-loss",
+            "0.05",
+            "--out",
+            out / "compress",
+            *common,
+            "--json",
+            out / "compress.json",
+        ],
+        out / "compress.json",
+    )
+    _demo_step(
+        "pack (nnr, QP searched within 0.02 dB)",
+        [
+            "pack",
+            out / "compress",
+            "--coder",
+            "nnr",
+            "--dependent",
+            "--max-loss",
+            "0.02",
+            *common,
+            "--out",
+            out / "slim.nnsl",
+            "--json",
+            out / "pack.json",
+        ],
+        out / "pack.json",
+    )
+    _demo_step(
+        "unpack",
+        ["unpack", out / "slim.nnsl", "--out", out / "decoded", "--json", out / "unpack.json"],
+        out / "unpack.json",
+    )
+    _demo_step(
+        "evaluate",
+        [
+            "evaluate",
+            model,
+            out / "slim.nnsl",
+            *common,
+            "--qps",
+            "22,27,32,37",
+            *frames,
+            "--repetitions",
+            str(mode.repetitions),
+            "--json",
+            out / "evaluate.json",
+        ],
+        out / "evaluate.json",
+    )
+    console.rule("report")
+    original, meta = load_filter(model)
+    decoded, _ = unpack((out / "slim.nnsl").read_bytes())
+    test = list(content.select(content.load_manifest(seqs), "test", None, parse_size("416x240")))
+    cache = content.cache_dir() / "encodes"
+    crops = crop_panels(original, decoded, test[0], meta["training"]["codec"], meta["training"]["qps"][0], cache)
+    lowrank = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "lowrank_table.json"
+    page = build_report(out, f"nnslim demo ({mode.name})", crops, lowrank)
+    seconds = time.perf_counter() - start
+    params = {"out": str(out), "mode": mode.name, "model": str(model), "sequences": str(seqs)}
+    results = {"seconds": seconds, "report": str(page), "evaluation": json.loads((out / "evaluate.json").read_text())}
+    run_id = ResultsStore(args.store).record("demo", params, results, _model_versions(["x265"]))
+    console.print(f"report: {page} (run {run_id}, {seconds / 60:.1f} min)")
+    return {"run_id": run_id, **params, "seconds": seconds, "report": str(page)}
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.evaluate.demo import build_report
+
+    run = ResultsStore(args.store).run(args.run_id)
+    if run.kind != "demo":
+        raise NnslimError(f"run {run.id} is a {run.kind} run; reports are drawn from demo runs")
+    out = Path(run.params["out"])
+    if not (out / "evaluate.json").is_file():
+        raise NnslimError(f"{out} no longer holds run {run.id}'s results")
+    lowrank = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "lowrank_table.json"
+    page = build_report(out, f"nnslim demo ({run.params['mode']}), run {run.id}", None, lowrank)
+    console.print(f"report: {page}")
+    return {"run_id": run.id, "report": str(page)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = _Parser(prog="nnslim", description="Make CNN video coding tools small and fast, measured on real codecs.")
@@ -946,6 +1079,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the main job: codecs, compress, pack, evaluate, and a report")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder; a rerun resumes")
+    p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="sequence folder (built if missing)")
+    p.add_argument("--model", type=Path, default=Path("models/postfilter_x265_qp37.pt"), help="filter to compress")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--quick", action="store_true", help="fewer codecs, frames and retraining steps")
+    speed.add_argument("--full", action="store_true", help="the full recipe and all frames (hours on a CPU)")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("report", help="render a stored demo run's report again")
+    p.add_argument("run_id", type=int, help="run id (see nnslim runs)")
+    common(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("runs", help="list the runs in the results store")
     p.add_argument("--kind", help="only runs of this kind (encode, codecs, compress, evaluate, ...)")

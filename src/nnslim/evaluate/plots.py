@@ -83,3 +83,25 @@ def plot_pruning_steps(steps: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_crops(panels: dict[str, Any], path: Path, zoom: int = 3) -> None:
+    """Show same-sized luma crops side by side, pixels enlarged ``zoom`` times so artefacts show.
+
+    Args:
+        panels: Title to a uint8 array (height, width), e.g. original, decoded, filtered.
+        path: PNG file to write.
+        zoom: Pixel enlargement (nearest neighbour).
+    """
+    count = len(panels)
+    height, width = next(iter(panels.values())).shape
+    fig, axes = plt.subplots(1, count, figsize=(count * width * zoom / 110, height * zoom / 110 + 0.5), squeeze=False)
+    for ax, (title, crop) in zip(axes.flat, panels.items(), strict=True):
+        ax.imshow(crop, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
