@@ -873,8 +873,6 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
             model,
             out / "slim.nnsl",
             *common,
-            "--qps",
-            "22,27,32,37",
             *frames,
             "--repetitions",
             str(mode.repetitions),
