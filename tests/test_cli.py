@@ -360,3 +360,38 @@ def test_evaluate_refuses_bad_input_in_one_line(
     _fails_with(capsys, ["evaluate", str(model), str(packed), *common, "--names", "TinyTrain"], "no test sequences")
     packed.write_bytes(b"PK" + packed.read_bytes()[2:])
     _fails_with(capsys, ["evaluate", str(model), str(packed), *common], "wrong magic number")
+
+
+def test_quick_demo_on_tiny_inputs_writes_the_report_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    write_manifest(
+        folder,
+        [
+            make_sequence(folder, "Tiny"),
+            make_sequence(folder, "TinyTrain", split="train"),
+            make_sequence(folder, "TinyVal", split="train"),
+        ],
+    )
+    model = tmp_path / "tiny.pt"
+    train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 8, "layers": 3}', "--validation", "TinyVal"]
+    argv = [*train, "--sequences", str(folder), "--steps", "2", "--batch", "2", "--patch", "32", "--out", str(model)]
+    assert main(argv) == 0
+    out = tmp_path / "demo"
+    demo = ["demo", "--quick", "--model", str(model), "--sequences", str(folder), "--out", str(out)]
+    assert main([*demo, "--json", str(tmp_path / "d.json")]) == 0
+    page = (out / "report" / "index.html").read_text()
+    for heading in ("Codec comparison", "Compression steps", "Evaluation (MPEG-NNR style)", "Visual comparison"):
+        assert f"<h2>{heading}</h2>" in page
+    assert page.count("data:image/png;base64,") >= 4
+    evaluation = json.loads((out / "evaluate.json").read_text())
+    assert evaluation["size"]["compressed_bytes"] == (out / "slim.nnsl").stat().st_size
+    (out / "evaluate.json").unlink()
+    capsys.readouterr()
+    assert main(demo) == 0
+    printed = capsys.readouterr().out
+    assert "compress (full recipe): finished before" in printed and "stored as run" in printed
+    run_id = json.loads((tmp_path / "d.json").read_text())["run_id"]
+    assert main(["report", str(run_id)]) == 0

@@ -806,7 +806,10 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     seqs, model, start = args.sequences, args.model, time.perf_counter()
     frames = ["--frames", str(mode.frames)] if mode.frames else []
     (out / "recipe.toml").write_text(mode.recipe_toml())
-    _demo_step("sequences", ["sequences", "--out", seqs, "--json", out / "sequences.json"], out / "sequences.json")
+    if (Path(seqs) / "sequences.json").is_file():
+        console.print(f"[green]sequences[/green]: using those in {seqs}")
+    else:
+        _demo_step("sequences", ["sequences", "--out", seqs, "--json", out / "sequences.json"], out / "sequences.json")
     _demo_step(
         "codec comparison",
         [
