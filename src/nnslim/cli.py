@@ -763,11 +763,12 @@ def _print_evaluation(table: dict[str, Any]) -> None:
         out.add_column(column, justify="left" if column == "measure" else "right")
 
     def both(label: str, get: Any, fmt: str) -> None:
-        out.add_row(label, *(format(get(side), fmt) for side in ("original", "reconstructed")))
+        values = [get(side) for side in ("original", "reconstructed")]
+        out.add_row(label, *("n/a" if isinstance(v, float) and math.isnan(v) else format(v, fmt) for v in values))
 
     out.add_row("size (bytes)", f"{size['original_fp32_bytes']:,} fp32", f"{size['compressed_bytes']:,} file")
     both("gain over codec (Y dB)", lambda s: perf[s]["mean"]["gain_db"], "+.3f")
-    both("BD-rate vs codec", lambda s: perf[s]["mean"]["bd_rate"], "+.2f")
+    both("BD-rate vs codec (needs 4 QPs)", lambda s: perf[s]["mean"]["bd_rate"], "+.2f")
     both("parameters", lambda s: table["complexity"][s]["parameters"], ",")
     both("kMAC per pixel", lambda s: table["complexity"][s]["kmac_per_pixel"], ".1f")
     both("PyTorch ms per 1080p frame", lambda s: table["runtime"][s]["torch_ms"], ".0f")

@@ -35,19 +35,26 @@ from nnslim.video.metrics import psnr_frames
 from nnslim.video.yuv import Sequence, read_yuv, to_8bit
 
 MEMORY_PROBE = """
-import json, resource, sys
+import json, sys
 import numpy as np, torch
 from pathlib import Path
 from nnslim.models.apply import filter_plane
 from nnslim.models.train import load_filter
+
+def high_water_mib():
+    # VmHWM starts afresh with the process image; ru_maxrss would carry the parent's peak over exec
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc/self/status")
+
 torch.set_num_threads(int(sys.argv[4]))
 model, meta = load_filter(Path(sys.argv[1]))
-idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 plane = np.random.default_rng(0).integers(0, 256, (int(sys.argv[3]), int(sys.argv[2])), dtype=np.uint8)
+idle = high_water_mib()
 with torch.inference_mode():
     filter_plane(model, plane, (meta.get("training", {}).get("qps") or [37])[0])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"idle_rss_mib": idle / 1024, "peak_rss_mib": peak / 1024}))
+print(json.dumps({"idle_rss_mib": idle, "peak_rss_mib": high_water_mib()}))
 """
 
 
@@ -92,8 +99,8 @@ def check_match(original_meta: dict[str, Any], description: dict[str, Any]) -> N
 def memory(model: nn.Module, meta: dict[str, Any], width: int, height: int, threads: int) -> dict[str, float]:
     """Peak resident memory of a fresh process that loads the filter and filters one frame (MiB).
 
-    ``idle_rss_mib`` is the process after loading (Python, PyTorch and the model), so the peak
-    minus it is what filtering the frame added.
+    Read from Linux's ``VmHWM``. ``idle_rss_mib`` is the high-water mark after loading Python,
+    PyTorch, the model and the frame, so the peak minus it is what filtering added.
     """
     with tempfile.TemporaryDirectory(prefix="nnslim-memory-") as scratch:
         path = Path(scratch) / "filter.pt"
