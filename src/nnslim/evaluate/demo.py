@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from nnslim.evaluate.plots import plot_crops, plot_pruning_steps, plot_rd_curves
+from nnslim.evaluate.plots import plot_crops, plot_gains, plot_pruning_steps, plot_rd_curves
 from nnslim.evaluate.report import Section, Table, write_report
 from nnslim.models.apply import filter_plane
 from nnslim.video.codecs import get_codec
@@ -108,7 +109,14 @@ def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out:
             ("+ compressed filter", "psnr_y_reconstructed"),
         ):
             rd_rows.append({"codec": label, "sequence": row["sequence"], "kbps": row["kbps"], "psnr_y": row[key]})
-    plot_rd_curves(rd_rows, out / "rd_filters.png")
+    if len({r["qp"] for r in perf["rows"]}) > 1:
+        plot_rd_curves(rd_rows, out / "rd_filters.png")
+    else:
+        gains = {
+            label: [r[key] - r["psnr_y_codec"] for r in perf["rows"]]
+            for label, key in (("+ filter", "psnr_y_original"), ("+ compressed filter", "psnr_y_reconstructed"))
+        }
+        plot_gains([r["sequence"] for r in perf["rows"]], gains, out / "rd_filters.png")
     sides = ("original", "reconstructed")
     measures = [
         ("size (bytes)", size["original_fp32_bytes"], size["compressed_bytes"], ","),
@@ -151,8 +159,9 @@ def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out:
         ],
         {"gain_o": "+.3f", "gain_r": "+.3f", "bd_o": "+.2f", "bd_r": "+.2f"},
     )
+    percent = 100.0 * size["compressed_bytes"] / size["original_fp32_bytes"]
     note = (
-        f"Size ratio {size['ratio']:.1f}x ({packed.get('percent_of_fp32', float('nan')):.2f}% of the fp32 filter); "
+        f"Size ratio {size['ratio']:.1f}x ({percent:.2f}% of the fp32 filter); "
         f"Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup {evaluation['runtime']['speedup_torch']:.2f}x in PyTorch, "
         f"{evaluation['runtime']['speedup_onnxruntime']:.2f}x in ONNX Runtime. QPs {evaluation['qps']}."
     )
@@ -160,6 +169,8 @@ def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out:
 
 
 def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
     return format(value, spec) if isinstance(value, int | float) else str(value)
 
 

@@ -105,3 +105,27 @@ def plot_crops(panels: dict[str, Any], path: Path, zoom: int = 3) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_gains(sequences: list[str], gains: dict[str, list[float]], path: Path) -> None:
+    """Grouped bars of Y-PSNR gain over the codec, one group per sequence, one bar per filter.
+
+    Args:
+        sequences: Group labels.
+        gains: Filter label to one gain (dB) per sequence.
+        path: PNG file to write.
+    """
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(sequences)), 3.2))
+    width = 0.8 / max(len(gains), 1)
+    for i, (label, values) in enumerate(gains.items()):
+        ax.bar([k + i * width for k in range(len(sequences))], values, width, label=label)
+    ax.set_xticks([k + width * (len(gains) - 1) / 2 for k in range(len(sequences))], sequences)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel("Y-PSNR gain over the codec (dB)")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
