@@ -294,7 +294,8 @@ def test_a_margin_that_eats_the_patch_is_one_line(
     _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "--margin 16 leaves nothing of a 32-pixel patch")
 
 
-def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> None:
+def _folder_with_validation(tmp_path: Path) -> Path:
+    """A sequence folder with a test sequence and two train-split ones (TinyTrain, TinyVal)."""
     folder = tmp_path / "sequences"
     folder.mkdir()
     write_manifest(
@@ -305,6 +306,11 @@ def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> No
             make_sequence(folder, "TinyVal", split="train"),
         ],
     )
+    return folder
+
+
+def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> None:
+    folder = _folder_with_validation(tmp_path)
     model = tmp_path / "tiny.pt"
     common = ["--sequences", str(folder), "--cache", str(tmp_path / "cache")]
     train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 16, "layers": 3}', "--validation", "TinyVal"]
@@ -365,16 +371,7 @@ def test_evaluate_refuses_bad_input_in_one_line(
 def test_quick_demo_on_tiny_inputs_writes_the_report_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "sequences"
-    folder.mkdir()
-    write_manifest(
-        folder,
-        [
-            make_sequence(folder, "Tiny"),
-            make_sequence(folder, "TinyTrain", split="train"),
-            make_sequence(folder, "TinyVal", split="train"),
-        ],
-    )
+    folder = _folder_with_validation(tmp_path)
     model = tmp_path / "tiny.pt"
     train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 8, "layers": 3}', "--validation", "TinyVal"]
     argv = [*train, "--sequences", str(folder), "--steps", "2", "--batch", "2", "--patch", "32", "--out", str(model)]

@@ -450,6 +450,15 @@ def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": str(args.model), "input": str(args.input), "qp": qp, **result}
 
 
+def _refuse_training_sequences(meta: dict[str, Any], sequences: list[Sequence]) -> None:
+    """Measurements are on held-out sequences only: refuse any the filter was trained or validated on."""
+    training = meta.get("training", {})
+    used = set(training.get("train_sequences", [])) | set(training.get("validation_sequences", []))
+    overlap = sorted(used & {s.name for s in sequences})
+    if overlap:
+        raise NnslimError(f"{', '.join(overlap)} were used in training; measure on held-out sequences")
+
+
 def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.models.assess import filter_gain
     from nnslim.models.train import load_filter
@@ -460,12 +469,7 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
     for qp in qps:
         get_codec(codec).quantizer(qp)
     sequences = _selected_sequences(args)
-    trained_on = set(meta.get("training", {}).get("train_sequences", [])) | set(
-        meta.get("training", {}).get("validation_sequences", [])
-    )
-    overlap = sorted(trained_on & {s.name for s in sequences})
-    if overlap:
-        raise NnslimError(f"{', '.join(overlap)} were used in training; measure on held-out sequences")
+    _refuse_training_sequences(meta, sequences)
     if not sequences:
         raise NnslimError(f"no {args.split} sequences in {args.sequences} match the selection")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
@@ -732,10 +736,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     for qp in qps:
         get_codec(codec).quantizer(qp)
     sequences = _selected_sequences(args)
-    used = sorted(set(training.get("train_sequences", [])) | set(training.get("validation_sequences", [])))
-    overlap = sorted(set(used) & {s.name for s in sequences})
-    if overlap:
-        raise NnslimError(f"{', '.join(overlap)} were used in training; evaluate on held-out sequences")
+    _refuse_training_sequences(meta, sequences)
     if not sequences:
         raise NnslimError(f"no {args.split} sequences in {args.sequences} match the selection")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)

@@ -16,6 +16,15 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from nnslim.io import atomic_write_bytes
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Lay out, write as PNG atomically, and close a figure."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def plot_rd_curves(rows: list[dict[str, Any]], path: Path, metric: str = "psnr_y") -> None:
     """Draw rate-distortion curves, one panel per sequence, one line per codec.
 
@@ -45,11 +54,7 @@ def plot_rd_curves(rows: list[dict[str, Any]], path: Path, metric: str = "psnr_y
         ax.legend(fontsize=8)
     for ax in axes.flat[len(sequences) :]:
         ax.axis("off")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save(fig, path)
 
 
 def plot_pruning_steps(steps: list[dict[str, Any]], path: Path) -> None:
@@ -78,11 +83,7 @@ def plot_pruning_steps(steps: list[dict[str, Any]], path: Path) -> None:
     left.legend(handles=handles, fontsize=8, loc="best")
     left.grid(True, alpha=0.3)
     left.set_xticks(x)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save(fig, path)
 
 
 def plot_crops(panels: dict[str, Any], path: Path, zoom: int = 3) -> None:
@@ -100,11 +101,7 @@ def plot_crops(panels: dict[str, Any], path: Path, zoom: int = 3) -> None:
         ax.imshow(crop, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save(fig, path)
 
 
 def plot_gains(sequences: list[str], gains: dict[str, list[float]], path: Path) -> None:
@@ -124,8 +121,4 @@ def plot_gains(sequences: list[str], gains: dict[str, list[float]], path: Path) 
     ax.set_ylabel("Y-PSNR gain over the codec (dB)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    _save(fig, path)
