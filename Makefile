@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	# torchvision, and nnslim uses only its coding core (numpy), so it goes in without them.
 	command -v g++ >/dev/null || (apt-get update -qq && apt-get install -y -qq g++)
 	$(PY) -m pip install --quiet --no-deps nncodec==2.1.3
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 demo: install

@@ -26,6 +26,21 @@ def make_sequence(folder: Path, name: str = "Tiny", frames: int = 8, split: str 
     return Sequence(name, path, 128, 64, 30.0, frames, 8, split, "test pan", "")
 
 
+def make_folder_with_validation(tmp_path: Path) -> Path:
+    """A sequence folder with a test sequence and two train-split ones (TinyTrain, TinyVal)."""
+    folder = tmp_path / "sequences"
+    folder.mkdir()
+    write_manifest(
+        folder,
+        [
+            make_sequence(folder, "Tiny"),
+            make_sequence(folder, "TinyTrain", split="train"),
+            make_sequence(folder, "TinyVal", split="train"),
+        ],
+    )
+    return folder
+
+
 @pytest.fixture
 def tiny_sequence(tmp_path: Path) -> Sequence:
     """One tiny real-content sequence."""

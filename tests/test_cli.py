@@ -1,4 +1,8 @@
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -6,9 +10,8 @@ import pytest
 from nnslim.cli import main
 from nnslim.store import ResultsStore
 from nnslim.video import compare
-from nnslim.video.content import write_manifest
 from nnslim.video.yuv import Sequence
-from tests.conftest import make_sequence
+from tests.conftest import make_folder_with_validation
 
 
 def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -294,23 +297,8 @@ def test_a_margin_that_eats_the_patch_is_one_line(
     _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "--margin 16 leaves nothing of a 32-pixel patch")
 
 
-def _folder_with_validation(tmp_path: Path) -> Path:
-    """A sequence folder with a test sequence and two train-split ones (TinyTrain, TinyVal)."""
-    folder = tmp_path / "sequences"
-    folder.mkdir()
-    write_manifest(
-        folder,
-        [
-            make_sequence(folder, "Tiny"),
-            make_sequence(folder, "TinyTrain", split="train"),
-            make_sequence(folder, "TinyVal", split="train"),
-        ],
-    )
-    return folder
-
-
 def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> None:
-    folder = _folder_with_validation(tmp_path)
+    folder = make_folder_with_validation(tmp_path)
     model = tmp_path / "tiny.pt"
     common = ["--sequences", str(folder), "--cache", str(tmp_path / "cache")]
     train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 16, "layers": 3}', "--validation", "TinyVal"]
@@ -368,25 +356,44 @@ def test_evaluate_refuses_bad_input_in_one_line(
     _fails_with(capsys, ["evaluate", str(model), str(packed), *common], "wrong magic number")
 
 
-def test_quick_demo_on_tiny_inputs_writes_the_report_and_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    folder = _folder_with_validation(tmp_path)
+def _tiny_demo(tmp_path: Path) -> list[str]:
+    """The quick demo's arguments on a tiny trained filter and tiny sequences."""
+    folder = make_folder_with_validation(tmp_path)
     model = tmp_path / "tiny.pt"
     train = ["train", "--arch", "postfilter", "--arch-args", '{"channels": 8, "layers": 3}', "--validation", "TinyVal"]
     argv = [*train, "--sequences", str(folder), "--steps", "2", "--batch", "2", "--patch", "32", "--out", str(model)]
     assert main(argv) == 0
+    return ["demo", "--quick", "--model", str(model), "--sequences", str(folder), "--out", str(tmp_path / "demo")]
+
+
+def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = _tiny_demo(tmp_path)
     out = tmp_path / "demo"
-    demo = ["demo", "--quick", "--model", str(model), "--sequences", str(folder), "--out", str(out)]
+    started = out / "compress" / "work" / "step000.json"
+    process = subprocess.Popen([sys.executable, "-m", "nnslim", *demo], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not started.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert b"interrupted; finished work is kept" in err and b"Traceback" not in err
+    assert not (out / "compress.json").exists()
+
+    capsys.readouterr()
     assert main([*demo, "--json", str(tmp_path / "d.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "codec comparison: finished before" in printed and "resuming after step 0" in printed
     page = (out / "report" / "index.html").read_text()
     for heading in ("Codec comparison", "Compression steps", "Evaluation (MPEG-NNR style)", "Visual comparison"):
         assert f"<h2>{heading}</h2>" in page
     assert page.count("data:image/png;base64,") >= 4
     evaluation = json.loads((out / "evaluate.json").read_text())
     assert evaluation["size"]["compressed_bytes"] == (out / "slim.nnsl").stat().st_size
+
     (out / "evaluate.json").unlink()
-    capsys.readouterr()
     assert main(demo) == 0
     printed = capsys.readouterr().out
     assert "compress (full recipe): finished before" in printed and "stored as run" in printed

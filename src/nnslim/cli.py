@@ -585,12 +585,12 @@ def _coder_overrides(items: list[str]) -> dict[str, str]:
 
 
 def _test_pairs(args: argparse.Namespace, meta: dict[str, Any]) -> list[Any]:
-    """Decoded test-split frames at the codec and QP the filter was trained for."""
+    """Decoded test-split frames at the codec and every QP the filter was trained for."""
     from nnslim.models import data
 
     training = meta.get("training", {})
-    if "codec" not in training or len(training.get("qps", [])) != 1:
-        raise NnslimError("--max-loss needs a filter trained for one codec at one QP")
+    if "codec" not in training or not training.get("qps"):
+        raise NnslimError("--max-loss needs a filter that records its training codec and QPs")
     manifest = content.load_manifest(args.sequences)
     test = list(content.select(manifest, "test", None, parse_size(args.max_size) if args.max_size else None))
     if not test:
@@ -781,6 +781,64 @@ def _print_evaluation(table: dict[str, Any]) -> None:
         f"size ratio {size['ratio']:.1f}x; Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup "
         f"{table['runtime']['speedup_torch']:.2f}x PyTorch, {table['runtime']['speedup_onnxruntime']:.2f}x ONNX Runtime"
     )
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.sweep import space
+    from nnslim.sweep.driver import Executor, Tally, run_sweep
+
+    config = space.load(args.sweep)
+    if args.threads < 1 or (args.workers is not None and args.workers < 1):
+        raise NnslimError("--threads and --workers must be at least 1")
+    out = require_writable_dir(args.out, create=True)
+    cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
+    executor = Executor(args.ray, args.workers, args.threads)
+    store = ResultsStore(args.store)
+    with _progress() as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def show(p: Tally) -> None:
+            before = f" ({p.skipped} finished before)" if p.skipped else ""
+            bar.update(
+                task,
+                total=p.total - p.skipped,  # the time left is estimated from this run's points only
+                completed=p.done + p.failed - p.skipped,
+                description=f"done {p.done} · running {p.running} · failed {p.failed}{before}",
+            )
+
+        result = run_sweep(
+            config, args.sweep, out, executor, cache, store, lambda s: bar.update(task, description=s), show,
+            args.retry_failed,
+        )  # fmt: skip
+    _print_sweep(result)
+    params = {"sweep": str(args.sweep), "out": str(out), "ray": args.ray, "threads": args.threads}
+    summary = {k: result[k] for k in ("points", "finished", "failed", "front", "best", "ran", "skipped")}
+    versions = _model_versions(sorted({r["codec"] for r in result["rows"]}))
+    result["run_id"] = store.record("sweep", params, summary, versions)
+    console.print(
+        f"{result['ran']} points run, {result['skipped']} finished before; report: {out / 'report' / 'index.html'}"
+    )
+    return result
+
+
+def _print_sweep(result: dict[str, Any]) -> None:
+    table = Table(title=f"Pareto front ({len(result['front'])} of {result['finished']} points)")
+    columns = ("model", "activation", "energy", "quantizer", "bits", "coder_qp", "bytes", "ms_per_1080p", "loss_db")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in result["front"]:
+        table.add_row(*(_cell(row[c]) for c in columns))
+    console.print(table)
+    for best in result["best"]:
+        row = best["row"]
+        what = (
+            f"{row['bytes']:,} bytes, {row['ms_per_1080p']:.0f} ms, loss {row['loss_db']:+.3f} dB (point {row['key']})"
+            if row
+            else "none"
+        )
+        console.print(f"{best['aim']} within {best['max_loss_db']} dB: {what}")
+    for failed in result["failed"]:
+        console.print(f"[red]failed[/red] point {failed['key']}: {failed['error']}")
 
 
 def _demo_step(name: str, argv: list[Any], done: Path) -> None:
@@ -1092,6 +1150,17 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--full", action="store_true", help="the full recipe and all frames (hours on a CPU)")
     common(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="compress, pack and evaluate every point of a sweep file; Pareto front")
+    p.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    p.add_argument("--out", type=Path, required=True, help="output folder; a rerun runs only the missing points")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on Ray: local (start one here), auto, or HOST:PORT")
+    p.add_argument("--workers", type=int, help="local pool size (as many points as fit on the cores by default)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per point")
+    p.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    common(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", help="render a stored demo run's report again")
     p.add_argument("run_id", type=int, help="run id (see nnslim runs)")

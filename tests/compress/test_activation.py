@@ -6,6 +6,7 @@ import torch
 from nnslim.compress import activation
 from nnslim.compress.graph import trace
 from nnslim.compress.surgery import remove_units
+from nnslim.errors import NnslimError
 from nnslim.models.filters import ArchSpec, build
 
 
@@ -78,3 +79,23 @@ def test_scores_cover_every_unit(fraction: float) -> None:
     assert set(scores) == set(graph.units())
     assert all(v >= 0 for v in scores.values())
     assert len(activation.lowest(graph, scores, fraction, round_to=1, minimum=1)) == round(fraction * 48)
+
+
+def test_group_ranking_shrinks_every_group_including_the_residual_stream() -> None:
+    model = build(ArchSpec("inloop", {"channels": 16, "blocks": 3}))
+    graph, stats = _calibrated(model)
+    scores = activation.scores(model, graph, stats)
+    removed = set(activation.lowest(graph, scores, 0.5, round_to=1, minimum=1, ranking="group"))
+    for units in graph.groups().values():
+        assert len(removed & set(units)) == round(0.5 * len(units))
+    stream = graph.groups()["head"]
+    assert removed & set(stream) == set(sorted(stream, key=scores.__getitem__)[: len(stream) // 2])
+    slim = remove_units(model, graph, sorted(removed))
+    assert slim.head.out_channels == 8 and slim(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_unknown_ranking_is_refused() -> None:
+    model = _postfilter()
+    graph, stats = _calibrated(model)
+    with pytest.raises(NnslimError, match="ranking"):
+        activation.lowest(graph, activation.scores(model, graph, stats), 0.5, ranking="best")

@@ -42,6 +42,7 @@ def test_a_recipe_round_trips_through_its_dictionary() -> None:
         ('[[stage]]\nkind = "magic"\n', "kind must be one of"),
         ('[[stage]]\nkind = "iterate"\nspeed = 3\n', "unknown field"),
         ('name = "empty"\n', "at least one"),
+        ('[[stage]]\nkind = "iterate"\nranking = "best"\n', "ranking must be"),
         ("[[stage]\n", "not a TOML recipe"),
     ],
 )

@@ -82,9 +82,10 @@ def test_every_recipe_runs_on_the_full_size_architectures(tmp_path: Path, arch: 
         assert parameter_count(model) < steps[0]["parameters"]
 
 
-def test_an_interrupted_run_resumes_after_its_last_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["bbc", "full"])
+def test_an_interrupted_run_resumes_after_its_last_step(tmp_path: Path, name: str) -> None:
     original, ctx = _setup(tmp_path, "postfilter")
-    recipe = _tiny(recipes.BBC)
+    recipe = _tiny(recipes.NAMED[name])
     _, first, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
     logged: list[str] = []
     _, again, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()

@@ -7,8 +7,8 @@ import torch
 
 from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs, encode_pairs, sample_batch
-from nnslim.models.filters import ArchSpec
-from nnslim.models.train import TrainConfig, learning_rate, lineage, load_filter, train
+from nnslim.models.filters import ArchSpec, build
+from nnslim.models.train import TrainConfig, learning_rate, lineage, load_filter, save_filter, starting_weights, train
 from nnslim.video.yuv import Sequence
 
 SMALL = ArchSpec("postfilter", {"channels": 8, "layers": 3})
@@ -133,3 +133,18 @@ def test_init_from_another_architecture_is_refused(pairs: list[LumaPairs], tmp_p
     other = TrainConfig(ArchSpec("postfilter", {"channels": 4, "layers": 3}), steps=1, init=str(first))
     with pytest.raises(NnslimError, match="cannot start 'postfilter' from it"):
         train(other, pairs, [], tmp_path / "second.pt")
+
+
+@pytest.mark.parametrize("arch", ["postfilter", "vrcnn", "inloop"])
+def test_a_qp_input_filter_starts_from_one_without_it_unchanged(tmp_path: Path, arch: str) -> None:
+    small = {"postfilter": {"channels": 8, "layers": 3}, "vrcnn": {}, "inloop": {"channels": 8, "blocks": 1}}[arch]
+    first = build(ArchSpec(arch, small))
+    save_filter(first, tmp_path / "first.pt", {"arch": ArchSpec(arch, small).to_dict(), "training": {}})
+    spec = ArchSpec(arch, {**small, "qp_input": True})
+    weights, _ = starting_weights(tmp_path / "first.pt", spec)
+    widened = build(spec)
+    widened.load_state_dict(weights)
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        for qp in (22.0, 37.0):
+            torch.testing.assert_close(widened(x, torch.full((2,), qp)), first(x))

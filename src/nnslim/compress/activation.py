@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nnslim.compress.graph import ChannelGraph
+from nnslim.errors import NnslimError
 from nnslim.models import layers
 from nnslim.models.layers import SeparableConv2d
 
@@ -161,25 +162,37 @@ def scores(model: nn.Module, graph: ChannelGraph, stats: dict[str, ChannelStats]
 
 
 def lowest(
-    graph: ChannelGraph, unit_scores: dict[int, float], fraction: float, round_to: int = 8, minimum: int = 8
+    graph: ChannelGraph,
+    unit_scores: dict[int, float],
+    fraction: float,
+    round_to: int = 8,
+    minimum: int = 8,
+    ranking: str = "global",
 ) -> list[int]:
     """The lowest-scored units to remove so that about ``fraction`` of all units go.
+
+    With ``ranking="global"`` all units compete in one ranking, so a group whose units are read
+    by many layers (a residual stream) scores high and is rarely cut. With ``"group"`` every
+    group loses ``fraction`` of its own units, its lowest-scored first, so that the residual
+    stream shrinks along with the layers inside the blocks.
 
     Each group (units made by the same first producer) keeps at least ``minimum`` units, and
     its count is rounded to the nearest multiple of ``round_to``, since CPU convolution kernels
     run fastest on channel counts that are multiples of their vector width.
     """
+    if ranking not in ("global", "group"):
+        raise NnslimError(f"ranking must be global or group, not {ranking!r}")
     groups = graph.groups()
     ranked = sorted(unit_scores, key=unit_scores.__getitem__)
-    target = round(fraction * len(ranked))
-    chosen = set(ranked[:target])
+    chosen = set(ranked[: round(fraction * len(ranked))])
     removed: list[int] = []
     for units in groups.values():
         size = len(units)
-        keep = size - sum(u in chosen for u in units)
+        by_score = sorted(units, key=unit_scores.__getitem__)
+        cut = round(fraction * size) if ranking == "group" else sum(u in chosen for u in units)
+        keep = size - cut
         if round_to > 1:
             keep = min(size, round_to * round(keep / round_to))
         keep = max(keep, min(minimum, size))
-        by_score = sorted(units, key=unit_scores.__getitem__)
         removed.extend(by_score[: size - keep])
     return removed

@@ -50,6 +50,8 @@ class Iterate:
         sparsity: Unstructured magnitude sparsity reached at the last round (a cubic schedule).
         scope: ``global`` (one threshold over all layers) or ``layer``.
         fraction: Share of the remaining channel units removed per round, lowest activation first.
+        ranking: ``global`` (one ranking over all units) or ``group`` (each group loses
+            ``fraction`` of its units; use it to shrink residual streams read by many layers).
         round_to: Keep channel counts at multiples of this where possible.
         minimum: Fewest channels kept in any group.
         target: Stop once the parameters are at most this fraction of the original.
@@ -60,10 +62,15 @@ class Iterate:
     sparsity: float = 0.3
     scope: str = "global"
     fraction: float = 0.2
+    ranking: str = "global"
     round_to: int = 8
     minimum: int = 8
     target: float = 0.14
     finetune: FineTune = field(default_factory=lambda: FineTune(steps=1000))
+
+    def __post_init__(self) -> None:
+        if self.ranking not in ("global", "group"):
+            raise NnslimError(f"iterate: ranking must be global or group, not {self.ranking!r}")
 
 
 @dataclass(frozen=True)

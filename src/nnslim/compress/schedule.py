@@ -115,7 +115,7 @@ def prune_round(model: nn.Module, stage: Iterate, round_index: int, ctx: Context
     graph = trace(model)
     stats = activation.calibrate(model, graph, _calibration(model, ctx, ctx.base.seed + round_index, stage.finetune))
     weak = activation.lowest(
-        graph, activation.scores(model, graph, stats), stage.fraction, stage.round_to, stage.minimum
+        graph, activation.scores(model, graph, stats), stage.fraction, stage.round_to, stage.minimum, stage.ranking
     )
     model = remove_units(model, graph, weak)
     _keep_zeros(model)
@@ -175,7 +175,8 @@ class Run:
         self.work.mkdir(parents=True, exist_ok=True)
         self.model, self.meta = load_filter(original)
         self.steps: list[dict[str, Any]] = []
-        self.settings = {"recipe": recipe.to_dict(), "original": str(original), "max_loss": ctx.max_loss}
+        settings = {"recipe": recipe.to_dict(), "original": str(original), "max_loss": ctx.max_loss}
+        self.settings = json.loads(json.dumps(settings))  # as saved: tuples become lists
 
     def _record(self, model: nn.Module, stage: int, round_index: int, extra: dict[str, Any], done: bool) -> None:
         row: dict[str, Any] = {"stage": stage, "kind": kind_of(self.recipe.stages[stage]) if stage >= 0 else "original"}

@@ -122,3 +122,35 @@ def plot_gains(sequences: list[str], gains: dict[str, list[float]], path: Path) 
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], path: Path) -> None:
+    """File size against ms per 1080p frame for every sweep point, coloured by Y-PSNR loss; the front ringed.
+
+    Args:
+        rows: Points with ``bytes``, ``ms_per_1080p`` and ``loss_db``.
+        front: The Pareto-optimal points among them.
+        path: PNG file to write.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    loss = [r["loss_db"] for r in rows]
+    dots = ax.scatter(
+        [r["ms_per_1080p"] for r in rows], [r["bytes"] for r in rows], c=loss, cmap="viridis_r", s=28, zorder=2
+    )
+    ax.scatter(
+        [r["ms_per_1080p"] for r in front],
+        [r["bytes"] for r in front],
+        s=110,
+        facecolors="none",
+        edgecolors="crimson",
+        linewidths=1.4,
+        label="Pareto front (size, time, loss)",
+        zorder=3,
+    )
+    fig.colorbar(dots, ax=ax, label="Y-PSNR loss (dB)")
+    ax.set_yscale("log")
+    ax.set_xlabel("ms per 1920x1080 frame (PyTorch CPU)")
+    ax.set_ylabel("file bytes")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

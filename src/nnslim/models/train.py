@@ -290,17 +290,40 @@ def train(
     return description
 
 
+def _with_qp_plane(weights: dict[str, torch.Tensor], target: nn.Module) -> dict[str, torch.Tensor]:
+    """Widen the layers that read the input by zero weights for the QP plane, so the output is unchanged."""
+    wanted = target.state_dict()
+    out = {}
+    for name, tensor in weights.items():
+        shape = wanted[name].shape
+        if tensor.dim() > 1 and tensor.shape[0] == shape[0] and tensor.shape[1] < shape[1]:
+            wide = tensor.new_zeros(shape)
+            wide[:, : tensor.shape[1]] = tensor
+            tensor = wide
+        out[name] = tensor
+    return out
+
+
 def starting_weights(path: Path, arch: ArchSpec) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The weights of a filter file to start a run of ``arch`` from, and what the description records of it.
+
+    A filter without the QP input may start one with it: the QP plane's weights start at zero.
 
     Raises:
         NnslimError: A file that does not load, or a filter of another architecture or settings.
     """
     start, meta = load_filter(path)
-    if ArchSpec.from_dict(meta["arch"]) != arch:
-        theirs = meta["arch"]["name"]
-        raise NnslimError(f"{path} is a {theirs!r} filter of other settings; cannot start {arch.name!r} from it")
-    return start.state_dict(), {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
+    theirs = ArchSpec.from_dict(meta["arch"])
+    weights = start.state_dict()
+    if theirs != arch:
+        qp_added = arch.kwargs.get("qp_input") and not theirs.kwargs.get("qp_input")
+        without_qp = {k: v for k, v in arch.kwargs.items() if k != "qp_input"}
+        if not (qp_added and ArchSpec(arch.name, without_qp) == ArchSpec(theirs.name, dict(theirs.kwargs))):
+            raise NnslimError(
+                f"{path} is a {theirs.name!r} filter of other settings; cannot start {arch.name!r} from it"
+            )
+        weights = _with_qp_plane(weights, build(arch))
+    return weights, {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
 
 
 def lineage(training: dict[str, Any]) -> list[dict[str, Any]]:
