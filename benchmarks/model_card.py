@@ -101,7 +101,7 @@ def train_commands(arch: dict[str, Any], file: str, training: dict[str, Any]) ->
     """
     runs = lineage(training)
     outs = [run["init_from"]["file"] for run in runs[1:]] + [file]
-    return [_command(arch, out, run) for run, out in zip(runs, outs, strict=True)]
+    return [_command(run.get("arch", arch), out, run) for run, out in zip(runs, outs, strict=True)]
 
 
 def _command(arch: dict[str, Any], file: str, training: dict[str, Any]) -> str:
@@ -166,6 +166,20 @@ def markdown(rows: list[dict[str, Any]], joined: list[dict[str, Any]]) -> str:
             for p in family["per_sequence"]
         ]
         lines.append(f"| **mean** | {family['mean']['gain_db']:+.3f} | {_percent(family['mean']['bd_rate'])} | |")
+    for r in rows:
+        if len(r["measured_qps"]) > 1:
+            lines += [
+                "",
+                f"## {r['file']} (the QP as input) at each QP",
+                "",
+                "One model for every QP; mean gain over the test sequences at each.",
+                "",
+                "| QP | mean gain (dB) |",
+                "|---|---|",
+            ]
+            for qp in r["measured_qps"]:
+                gains = [t["gain_db"] for t in r["test"]["rows"] if t["qp"] == qp]
+                lines.append(f"| {qp} | {sum(gains) / len(gains):+.3f} |")
     lines += ["", "## Reproducing", ""]
     for r in rows:
         lines += [f"`{r['file']}` ({r['train_seconds'] / 60:.0f} min on {r['device']}):", "", "```"]
@@ -188,6 +202,12 @@ def markdown(rows: list[dict[str, Any]], joined: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refreshed(row: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A kept row with its reproduction commands written anew from the file's description."""
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return {**row, "commands": train_commands(meta["arch"], path.name, meta["training"])}
+
+
 def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=Path, default=Path("data/sequences"))
@@ -200,7 +220,7 @@ def run() -> int:
     previous = args.results / "model_card.json"
     kept = {r["file"]: r for r in json.loads(previous.read_text())["filters"]} if only and previous.is_file() else {}
     rows = [
-        kept[path.name] if only and path.name not in only and path.name in kept else
+        _refreshed(kept[path.name], path) if only and path.name not in only and path.name in kept else
         card_row(path, args.sequences, args.frames)
         for path in sorted(args.models.glob("*.pt"))
         if not path.name.endswith(".ckpt.pt")

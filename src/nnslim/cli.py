@@ -597,7 +597,7 @@ def _test_pairs(args: argparse.Namespace, meta: dict[str, Any]) -> list[Any]:
         raise NnslimError(f"no test sequences in {args.sequences}")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
     with console.status("encoding the test sequences") as status:
-        return data.encode_pairs(test, training["codec"], tuple(training["qps"]), cache, on_step=status.update)
+        return data.encode_pairs(test, training["codec"], tuple(training["qps"]), cache, args.frames, status.update)
 
 
 def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
@@ -917,6 +917,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
             "--max-loss",
             "0.02",
             *common,
+            *frames,
             "--out",
             out / "slim.nnsl",
             "--json",
@@ -1108,6 +1109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", type=Path, help="measure the loss and the size against this filter (the original)")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
     p.add_argument("--max-size", default="416x240", help="test sequences up to WxH measure the loss")
+    p.add_argument("--frames", type=int, help="first N frames of each test sequence measure the loss")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     p.add_argument("--out", type=Path, required=True, help=".nnsl file to write")
     common(p, store=False)

@@ -56,3 +56,17 @@ def test_finished_points_are_not_encoded_again(
 
     monkeypatch.setattr(compare, "measure", fail)
     assert run_point(point, None, tmp_path, with_vmaf=False) == first
+
+
+def test_a_moved_cache_is_used_and_a_lost_bitstream_is_encoded_again(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    point = Point(tiny_sequence, get_codec("x264"), 32)
+    first = run_point(point, 2, tmp_path / "old", with_vmaf=False)
+    (tmp_path / "old").rename(tmp_path / "new")
+    moved = cached_row(point, 2, tmp_path / "new")
+    assert moved is not None and Path(moved["bitstream"]).is_file()
+    assert Path(moved["bitstream"]).parent.parent.parent == tmp_path / "new"
+    assert {k: v for k, v in moved.items() if k != "bitstream"} == {k: v for k, v in first.items() if k != "bitstream"}
+    Path(moved["bitstream"]).unlink()
+    assert cached_row(point, 2, tmp_path / "new") is None
+    again = run_point(point, 2, tmp_path / "new", with_vmaf=False)
+    assert Path(again["bitstream"]).is_file() and again["kbps"] == first["kbps"]

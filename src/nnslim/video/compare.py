@@ -75,9 +75,16 @@ def _cache_folder(cache: Path, point: Point, frames: int | None) -> Path:
 
 
 def cached_row(point: Point, frames: int | None, cache: Path) -> dict[str, Any] | None:
-    """The row of a point finished earlier, or None."""
+    """The row of a point finished earlier, or None (also when its bitstream is gone).
+
+    The bitstream is looked up beside the row, so a cache folder may be moved or copied.
+    """
     done = _cache_folder(cache, point, frames) / f"qp{point.qp}.json"
-    return json.loads(done.read_text()) if done.is_file() else None
+    if not done.is_file():
+        return None
+    row: dict[str, Any] = json.loads(done.read_text())
+    row["bitstream"] = str(done.parent / Path(row["bitstream"]).name)
+    return row if Path(row["bitstream"]).is_file() else None
 
 
 def run_point(point: Point, frames: int | None, cache: Path, with_vmaf: bool = True) -> dict[str, Any]:
