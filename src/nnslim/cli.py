@@ -950,7 +950,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     decoded, _ = unpack((out / "slim.nnsl").read_bytes())
     test = list(content.select(content.load_manifest(seqs), "test", None, parse_size("416x240")))
     cache = content.cache_dir() / "encodes"
-    crops = crop_panels(original, decoded, test[0], meta["training"]["codec"], meta["training"]["qps"][0], cache)
+    crops = crop_panels(original, decoded, test[0], meta["training"]["codec"], max(meta["training"]["qps"]), cache)
     lowrank = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "lowrank_table.json"
     page = build_report(out, f"nnslim demo ({mode.name})", crops, lowrank)
     seconds = time.perf_counter() - start
@@ -1146,7 +1146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: codecs, compress, pack, evaluate, and a report")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder; a rerun resumes")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="sequence folder (built if missing)")
-    p.add_argument("--model", type=Path, default=Path("models/postfilter_x265_qp37.pt"), help="filter to compress")
+    p.add_argument(
+        "--model", type=Path, default=Path("models/postfilter_x265_qp22-37.pt"), help="filter to compress"
+    )
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="fewer codecs, frames and retraining steps")
     speed.add_argument("--full", action="store_true", help="the full recipe and all frames (hours on a CPU)")
