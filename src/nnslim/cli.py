@@ -1146,9 +1146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: codecs, compress, pack, evaluate, and a report")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder; a rerun resumes")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="sequence folder (built if missing)")
-    p.add_argument(
-        "--model", type=Path, default=Path("models/postfilter_x265_qp22-37.pt"), help="filter to compress"
-    )
+    p.add_argument("--model", type=Path, default=Path("models/postfilter_x265_qp22-37.pt"), help="filter to compress")
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="fewer codecs, frames and retraining steps")
     speed.add_argument("--full", action="store_true", help="the full recipe and all frames (hours on a CPU)")
