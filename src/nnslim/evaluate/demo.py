@@ -45,7 +45,7 @@ class DemoMode:
 
 MODES = {
     "quick": DemoMode("quick", 1, 60, 8, 1, "x264,x265"),
-    "default": DemoMode("default", 2, 150, 16, 2, "x264,x265,svtav1,aom,vvenc"),
+    "default": DemoMode("default", 2, 150, 8, 2, "x264,x265,svtav1,aom,vvenc"),
     "full": DemoMode("full", 8, 1000, None, 5, "x264,x265,svtav1,aom,vvenc"),
 }
 
