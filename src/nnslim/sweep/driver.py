@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from nnslim.errors import NnslimError
 from nnslim.evaluate.plots import plot_pareto
 from nnslim.evaluate.report import Section, Table, write_report
@@ -56,13 +58,13 @@ class Tally:
     skipped: int = 0
 
 
-def _filters(config: SweepConfig) -> dict[str, FilterFile]:
-    out = {}
+def _filters(config: SweepConfig) -> tuple[dict[str, FilterFile], dict[str, nn.Module]]:
+    """Each filter's files and the filter loaded; a bad file stops here, not in a worker."""
+    files, models = {}, {}
     for name in config.models:
-        path = Path(name)
-        _, meta = load_filter(path)  # refuses a missing, pickled or mismatched file here, not in a worker
-        out[name] = FilterFile(path.read_bytes(), meta)
-    return out
+        models[name], meta = load_filter(Path(name))
+        files[name] = FilterFile(Path(name).read_bytes(), meta)
+    return files, models
 
 
 def prepare(
@@ -73,7 +75,7 @@ def prepare(
     Encodes (or reads from the cache) the train, validation and test frames of every filter at
     every codec and QP the points use, and measures each uncompressed filter once.
     """
-    filters = _filters(config)
+    filters, originals = _filters(config)
     trained_for = {}
     for name, f in filters.items():
         training = f.meta.get("training", {})
@@ -101,13 +103,11 @@ def prepare(
         )
         val = encode_pairs([available[n] for n in training["validation_sequences"]], point.codec, qps, cache, None)
         held_out = encode_pairs(test, point.codec, qps, cache, config.frames, on_step)
-        model, _ = load_filter(Path(point.model))
-        reference = validate(model, held_out, frame_step=1)["psnr_y_filtered"]
+        reference = validate(originals[point.model], held_out, frame_step=1)["psnr_y_filtered"]
         pairs[key] = PairSet(train, val, held_out, reference)
     speeds = {}
-    for name in filters:
+    for name, model in originals.items():
         on_step(f"timing {name}")
-        model, _ = load_filter(Path(name))
         speeds[name] = torch_ms_per_frame(model, repetitions=config.repetitions, threads=executor.threads)["median_ms"]
     return chosen, SharedInputs(filters, pairs, executor.threads, config.repetitions), speeds
 
