@@ -9,7 +9,7 @@ run again only when asked.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,11 +159,11 @@ def run_sweep(
         progress.running += 1
         on_progress(progress)
 
-    if executor.ray is None:
-        workers = executor.workers or local_slots(executor.threads)
-        outcomes = run_local(todo, inputs, workers, started)
-    else:
+    outcomes: Iterator[tuple[SweepPoint, dict[str, Any]]] = iter(())  # nothing left: start no pool or cluster
+    if todo and executor.ray is not None:
         outcomes = run_ray(todo, inputs, executor.ray, started)
+    elif todo:
+        outcomes = run_local(todo, inputs, executor.workers or local_slots(executor.threads), started)
     (out / "points").mkdir(parents=True, exist_ok=True)
     for point, outcome in outcomes:
         progress.running -= 1
