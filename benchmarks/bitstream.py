@@ -1,17 +1,19 @@
 """File size, coding time and quality of a filter's compressed representations, in one run.
 
-Measured on the test split (sequences up to ``--max-size``, every ``--frame-step``-th frame) at
-the codec and QP the filter was trained for; every loss is the Y-PSNR of the decoded filter
+Every choice (NNR QP, Huffman bits) is made on the validation sequences the filter was trained
+without (every ``--frame-step``-th frame); the chosen file is then measured once on the test split
+(sequences up to ``--max-size``), and both losses are reported side by side. Frames are coded at
+the codec and QPs the filter was trained for; every loss is the Y-PSNR of the decoded filter
 against the *unpruned* original's, and every size a percentage of the unpruned filter's fp32
 bytes:
 
 - ``zip`` and ``lzma`` of the unpruned fp32 state dict: the floor every coder beats;
 - ``nncodec``: NNCodec's NNR coding alone (its core, dependent quantization, the QP searched
-  for the smallest bitstream within ``--max-loss``) on the unpruned filter, as NNCodec is used
+  for the coarsest QP within ``--max-loss``) on the unpruned filter, as NNCodec is used
   without pruning; its bytes are the bare NNR bitstream;
 - ``nnslim nnr``: the slim filter in an ``.nnsl`` file with the ``nnr`` coder, QP searched the same way;
 - ``nnslim huffman``: the slim filter with Deep Compression's coding, the fewest k-means bits within
-  the budget.
+  the budget (every bit count from 8 to 2 is tried).
 
 Encode and decode seconds are the median of ``--repetitions`` runs (decode: to a runnable model).
 Prints the table and writes benchmarks/results/bitstream.json.
@@ -101,37 +103,44 @@ def _floor(name: str, model: nn.Module, repetitions: int) -> dict[str, Any]:
         "bytes": len(packed),
         "encode_s": _seconds(encode, repetitions),
         "decode_s": _seconds(decode, repetitions),
-        "loss_db": 0.0,
+        "validation_loss_db": 0.0,
+        "test_loss_db": 0.0,
     }
+
+
+def _losses(reference: dict[str, float], psnr: Callable[[nn.Module, str], float], model: nn.Module) -> dict[str, float]:
+    """A decoded filter's Y-PSNR loss against the unpruned filter, on validation and on test."""
+    return {f"{split}_loss_db": reference[split] - psnr(model, split) for split in ("validation", "test")}
 
 
 def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     original, original_meta = load_filter(args.original)
     slim, slim_meta = load_filter(args.slim / "slim.pt" if args.slim.is_dir() else args.slim)
     training = original_meta["training"]
-    manifest = content.load_manifest(args.sequences)
-    test = list(content.select(manifest, "test", None, parse_size(args.max_size)))
-    with console.status("encoding the test sequences"):
-        pairs = data.encode_pairs(test, training["codec"], tuple(training["qps"]), content.cache_dir() / "encodes")
+    cache = content.cache_dir() / "encodes"
+    with console.status("encoding the validation and test sequences"):
+        pairs = {
+            split: data.filter_pairs(training, split, args.sequences, cache, parse_size(args.max_size))
+            for split in ("validation", "test")
+        }
 
-    def psnr(model: nn.Module) -> float:
-        return validate(model, pairs, frame_step=args.frame_step)["psnr_y_filtered"]
+    def psnr(model: nn.Module, split: str) -> float:
+        return validate(model, pairs[split], frame_step=args.frame_step)["psnr_y_filtered"]
 
-    reference = psnr(original)
+    reference = {split: psnr(original, split) for split in pairs}
     rows = [_floor("zip", original, args.repetitions), _floor("lzma", original, args.repetitions)]
-    say = console.status("searching")
+    say = console.status("searching on validation")
     with say:
         arrays = _state_arrays(original)
         nncodec_settings = {"nonweight_qp": args.nonweight_qp, "dependent": True}
-        payload, trials = search_qp(
+        qp, payload, trials = search_qp(
             lambda qp: nnr.encode(arrays, qp, **nncodec_settings),
             lambda p: _nncodec_model(original, p),
-            psnr,
-            reference,
+            lambda m: psnr(m, "validation"),
+            reference["validation"],
             args.max_loss,
             on_trial=lambda t: say.update(f"NNCodec alone, QP {t['qp']}: loss {t['loss_db']:+.3f} dB"),
         )
-        qp = max(t["qp"] for t in trials if t["within"])
         rows.append(
             {
                 "method": "NNCodec alone (unpruned, dependent quantization)",
@@ -139,20 +148,20 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 "qp": qp,
                 "encode_s": _seconds(lambda: nnr.encode(arrays, qp, **nncodec_settings), args.repetitions),
                 "decode_s": _seconds(lambda: _nncodec_model(original, payload), args.repetitions),
-                "loss_db": reference - psnr(_nncodec_model(original, payload)),
+                **_losses(reference, psnr, _nncodec_model(original, payload)),
                 "trials": trials,
             }
         )
         config = PackConfig("nnr", nonweight_qp=args.nonweight_qp, dependent=True)
-        packed, trials = search_qp(
+        qp, packed, trials = search_qp(
             lambda qp: pack(slim, slim_meta, dataclasses.replace(config, qp=qp)),
             lambda p: unpack(p)[0],
-            psnr,
-            reference,
+            lambda m: psnr(m, "validation"),
+            reference["validation"],
             args.max_loss,
             on_trial=lambda t: say.update(f"nnslim nnr, QP {t['qp']}: loss {t['loss_db']:+.3f} dB"),
         )
-        config = dataclasses.replace(config, qp=max(t["qp"] for t in trials if t["within"]))
+        config = dataclasses.replace(config, qp=qp)
         rows.append(
             {
                 "method": "nnslim nnr (slim)",
@@ -160,24 +169,25 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 "qp": config.qp,
                 "encode_s": _seconds(lambda: pack(slim, slim_meta, config), args.repetitions),
                 "decode_s": _seconds(lambda: unpack(packed), args.repetitions),
-                "loss_db": reference - psnr(unpack(packed)[0]),
+                **_losses(reference, psnr, unpack(packed)[0]),
                 "trials": trials,
             }
         )
         huffman_trials = []
-        best: tuple[PackConfig, bytes, float] | None = None
         for bits in HUFFMAN_BITS:
             say.update(f"nnslim huffman, {bits} bits")
-            settings = PackConfig("huffman", bits=bits)
-            candidate = pack(slim, slim_meta, settings)
-            loss = reference - psnr(unpack(candidate)[0])
-            huffman_trials.append({"bits": bits, "bytes": len(candidate), "loss_db": loss})
-            if loss > args.max_loss:
-                break
-            best = (settings, candidate, loss)
-        if best is None:
-            raise NnslimError(f"huffman: even {HUFFMAN_BITS.start} bits lose more than {args.max_loss} dB")
-        chosen, packed_huffman, loss = best
+            candidate = pack(slim, slim_meta, PackConfig("huffman", bits=bits))
+            loss = reference["validation"] - psnr(unpack(candidate)[0], "validation")
+            huffman_trials.append(
+                {"bits": bits, "bytes": len(candidate), "loss_db": loss, "within": loss <= args.max_loss}
+            )
+        fits = [t["bits"] for t in huffman_trials if t["within"]]
+        if not fits:
+            raise NnslimError(
+                f"huffman: even {HUFFMAN_BITS.start} bits lose more than {args.max_loss} dB on validation"
+            )
+        chosen = PackConfig("huffman", bits=min(fits))
+        packed_huffman = pack(slim, slim_meta, chosen)
         rows.append(
             {
                 "method": "nnslim huffman (slim)",
@@ -185,7 +195,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 "bits": chosen.bits,
                 "encode_s": _seconds(lambda: pack(slim, slim_meta, chosen), args.repetitions),
                 "decode_s": _seconds(lambda: unpack(packed_huffman), args.repetitions),
-                "loss_db": loss,
+                **_losses(reference, psnr, unpack(packed_huffman)[0]),
                 "trials": huffman_trials,
             }
         )
@@ -197,11 +207,13 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "original": str(args.original),
             "slim": str(args.slim),
             "max_loss_db": args.max_loss,
+            "decided_on": "validation",
             "nonweight_qp": args.nonweight_qp,
             "max_size": args.max_size,
             "frame_step": args.frame_step,
             "repetitions": args.repetitions,
-            "test_sequences": [s.name for s in test],
+            "validation_sequences": sorted({p.name for p in pairs["validation"]}),
+            "test_sequences": sorted({p.name for p in pairs["test"]}),
         },
         "fp32_bytes": fp32,
         "original_parameters": parameter_count(original),
@@ -212,8 +224,11 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> Table:
-    out = Table(title=f"bytes against the unpruned fp32 filter ({result['fp32_bytes']:,} bytes), test split")
-    for column in ("method", "bytes", "% of fp32", "encode s", "decode s", "Y-PSNR loss dB"):
+    out = Table(
+        title=f"bytes against the unpruned fp32 filter ({result['fp32_bytes']:,} bytes); "
+        "QP and bits chosen on validation, test measured once after"
+    )
+    for column in ("method", "bytes", "% of fp32", "encode s", "decode s", "validation loss dB", "test loss dB"):
         out.add_column(column, justify="left" if column == "method" else "right")
     for r in result["rows"]:
         out.add_row(
@@ -222,7 +237,8 @@ def table(result: dict[str, Any]) -> Table:
             f"{r['percent_of_fp32']:.2f}",
             f"{r['encode_s']:.3f}",
             f"{r['decode_s']:.4f}",
-            f"{r['loss_db']:+.3f}",
+            f"{r['validation_loss_db']:+.3f}",
+            f"{r['test_loss_db']:+.3f}",
         )
     return out
 

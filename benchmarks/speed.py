@@ -1,8 +1,10 @@
 """CPU speed of a filter and its slim versions, in PyTorch and ONNX Runtime, in one run.
 
-For the original filter and each slim one (filter files: ``X.pt`` with ``X.json`` beside it),
-measures parameters, kMAC per pixel, and milliseconds per 8-bit luma frame (1920x1080 by
-default, every core, median of the repetitions after a warm-up) in PyTorch and in ONNX Runtime,
+For the original filter and each slim one (filter files: ``X.pt`` with ``X.json`` beside it, or
+``.nnsl`` files, decoded as a decoder would), measures parameters, kMAC per pixel, and
+milliseconds per 8-bit luma frame (1920x1080 by default, median of the repetitions after one
+warm-up frame each; every filter and runtime is timed in turns, one frame each round, so that
+a change of load hits all alike; the thread count is fixed and recorded) in PyTorch and in ONNX Runtime,
 plus the largest difference between the two. A frame is filtered as `nnslim filter` filters it:
 256-pixel tiles with 16 pixels of context (``--tile``, ``--overlap``), uint8 in and out. For each slim
 filter it gives the speedup against the original in both runtimes, the MAC reduction
@@ -28,16 +30,23 @@ import onnx
 import onnxruntime
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from torch import nn
 
+from nnslim.bitstream.pack import unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.runtime import export_onnx, onnx_max_difference, onnx_ms_per_frame, torch_ms_per_frame
+from nnslim.evaluate.runtime import (
+    EXAMPLE_QP,
+    export_onnx,
+    interleaved_frames,
+    onnx_max_difference,
+    onnx_runner,
+    onnx_session,
+)
 from nnslim.io import atomic_write_json, require_writable_file
+from nnslim.models.apply import torch_runner
 from nnslim.models.filters import kmac_per_pixel, parameter_count
 from nnslim.models.train import load_filter
-
-STEPS_PER_FILTER = 3  # load and export, PyTorch timing, ONNX Runtime timing
 
 
 def _cpu_name() -> str:
@@ -72,34 +81,51 @@ def machine_info(threads: int | None) -> dict[str, Any]:
     }
 
 
-def measure(path: Path, args: argparse.Namespace, scratch: Path, progress: Progress, task: Any) -> dict[str, Any]:
-    """One filter's size, complexity, and time per frame in both runtimes."""
-    progress.update(task, description=f"{path.name}: loading and exporting to ONNX")
-    model, meta = load_filter(path)
-    onnx_path = export_onnx(model, scratch / f"{path.stem}.onnx")
-    difference = onnx_max_difference(model, onnx_path)
-    progress.advance(task)
-    progress.update(task, description=f"{path.name}: PyTorch, {args.width}x{args.height}")
-    torch_timing = torch_ms_per_frame(
-        model, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
-    )
-    progress.advance(task)
-    progress.update(task, description=f"{path.name}: ONNX Runtime, {args.width}x{args.height}")
-    onnx_timing = onnx_ms_per_frame(
-        onnx_path, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
-    )
-    progress.advance(task)
-    return {
+def load(path: Path, trusted_factory: str | None) -> tuple[nn.Module, dict[str, Any], int]:
+    """A filter file (``X.pt``), or the filter decoded from an ``.nnsl`` file; and the bytes it ships in."""
+    if path.suffix == ".nnsl":
+        data = path.read_bytes() if path.is_file() else None
+        if data is None:
+            raise NnslimError(f"{path}: no such file")
+        model, meta = unpack(data, trusted_factory)
+        return model, meta, len(data)
+    model, meta = load_filter(path, trusted_factory)
+    return model, meta, path.stat().st_size
+
+
+def describe(path: Path, args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], Any, Any]:
+    """One filter's size and complexity, and its PyTorch and ONNX Runtime frame runners."""
+    model, meta, size = load(path, args.trust_factory)
+    onnx_path = export_onnx(model, scratch / f"{path.name}.onnx")
+    row = {
         "file": str(path),
+        "file_bytes": size,
         "arch": meta["arch"],
         "changed_layers": sorted(meta.get("layers", {})),
         "parameters": parameter_count(model),
         "kmac_per_pixel": kmac_per_pixel(model),
         "onnx_bytes": onnx_path.stat().st_size,
-        "onnx_max_difference": difference,
-        "torch": torch_timing,
-        "onnxruntime": onnx_timing,
+        "onnx_max_difference": onnx_max_difference(model, onnx_path),
     }
+    return row, torch_runner(model.eval(), int(EXAMPLE_QP)), onnx_runner(onnx_session(onnx_path, args.threads))
+
+
+def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any) -> list[dict[str, Any]]:
+    """Every filter's figures, its frames timed in turns with every other's in both runtimes."""
+    rows, runners = [], {}
+    for i, path in enumerate(paths):
+        say(f"{path.name}: loading and exporting to ONNX")
+        row, torch_run, onnx_run = describe(path, args, scratch)
+        rows.append(row)
+        runners |= {f"{i}|torch": torch_run, f"{i}|onnxruntime": onnx_run}
+    say(f"timing {len(runners)} filter and runtime pairs in turns, {args.repetitions} frames each")
+    timing = interleaved_frames(
+        runners, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
+    )
+    for name in runners:
+        index, runtime = name.split("|")
+        rows[int(index)][runtime] = timing[name]
+    return rows
 
 
 def versus(original: dict[str, Any], slim: dict[str, Any]) -> dict[str, float]:
@@ -157,6 +183,7 @@ def run() -> int:
     parser.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
     parser.add_argument("--repetitions", type=int, default=5, help="timed frames per filter and runtime")
     parser.add_argument("--threads", type=int, help="threads for both runtimes (every core by default)")
+    parser.add_argument("--trust-factory", metavar="FILE.py:FACTORY", help="build this user architecture, as nnslim")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
     args = parser.parse_args()
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a piped table keeps one row per filter
@@ -166,23 +193,12 @@ def run() -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         require_writable_file(args.json)
         paths = [args.original, *args.slim]
-        rows = []
+        machine = machine_info(args.threads)
         with (
             tempfile.TemporaryDirectory(prefix="nnslim-speed-") as scratch,
-            Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as progress,
+            console.status("starting") as status,
         ):
-            task = progress.add_task("starting", total=len(paths) * STEPS_PER_FILTER)
-            machine = machine_info(args.threads)
-            for path in paths:
-                rows.append(measure(path, args, Path(scratch), progress, task))
+            rows = measure(paths, args, Path(scratch), status.update)
     except NnslimError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nnslim import __version__
+from nnslim.bitstream.container import DEFAULT_MAX_PARAMS
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_json, require_writable_dir, require_writable_file
 from nnslim.store import ResultsStore
@@ -421,7 +422,7 @@ def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.models.apply import filter_yuv_file
     from nnslim.models.train import load_filter
 
-    model, meta = load_filter(args.model)
+    model, meta = load_filter(args.model, args.trust_factory)
     size = parse_size(args.size) if args.size else None
     decoded = describe_yuv(args.input, size)
     reference = describe_yuv(args.reference, (decoded.width, decoded.height)) if args.reference else None
@@ -451,9 +452,18 @@ def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _refuse_training_sequences(meta: dict[str, Any], sequences: list[Sequence]) -> None:
-    """Measurements are on held-out sequences only: refuse any the filter was trained or validated on."""
-    training = meta.get("training", {})
-    used = set(training.get("train_sequences", [])) | set(training.get("validation_sequences", []))
+    """Measurements are on held-out sequences only: refuse any that made the filter.
+
+    That is every sequence trained or validated on by the filter and by each filter it was
+    fine-tuned from (``--init``), followed back.
+    """
+    from nnslim.models.train import lineage
+
+    used = {
+        name
+        for run in lineage(meta.get("training", {}))
+        for name in (*run.get("train_sequences", []), *run.get("validation_sequences", []))
+    }
     overlap = sorted(used & {s.name for s in sequences})
     if overlap:
         raise NnslimError(f"{', '.join(overlap)} were used in training; measure on held-out sequences")
@@ -463,7 +473,7 @@ def cmd_assess(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.models.assess import filter_gain
     from nnslim.models.train import load_filter
 
-    model, meta = load_filter(args.model)
+    model, meta = load_filter(args.model, args.trust_factory)
     codec = args.codec or meta.get("training", {}).get("codec", "x265")
     qps = tuple(_int_list(args.qps))
     for qp in qps:
@@ -498,11 +508,11 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.compress import recipe as recipes
     from nnslim.compress.schedule import Context, Run
     from nnslim.evaluate.plots import plot_pruning_steps
-    from nnslim.evaluate.runtime import export_onnx, onnx_max_difference
+    from nnslim.evaluate.runtime import export_onnx, onnx_max_difference, torch_speedup
     from nnslim.models import data, train
 
     chosen = recipes.load(args.recipe)
-    _, meta = train.load_filter(args.model)
+    _, meta = train.load_filter(args.model, args.trust_factory)
     base = train.TrainConfig.from_dict(meta["training"])
     codec = args.codec or base.codec
     qps = tuple(_int_list(args.qp)) if args.qp else base.qps
@@ -534,7 +544,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         ctx = Context(
             pairs["train"], pairs["validation"], pairs["test"], config, args.max_loss, not args.no_timing, status.update
         )
-        model, steps, quantization = Run(args.model, chosen, ctx, out, console.print).run()
+        model, steps, quantization = Run(args.model, chosen, ctx, out, console.print, args.trust_factory).run()
     slim_index = steps[-1]["kept"]
     summary = {
         "recipe": chosen.to_dict(),
@@ -551,6 +561,18 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     summary["onnx"] = {"file": "slim.onnx", "max_difference": onnx_max_difference(model, out / "slim.onnx")}
     if summary["onnx"]["max_difference"] > 1e-4:
         raise NnslimError(f"ONNX Runtime's output differs from PyTorch's by {summary['onnx']['max_difference']:.2e}")
+    first, last = summary["original_step"], summary["slim_step"]
+    speed = ""
+    if not args.no_timing:
+        with console.status("timing the original and the slim filter in turns"):
+            summary["speed"] = torch_speedup(
+                train.load_filter(args.model, args.trust_factory)[0], model, threads=args.threads
+            )
+        timing = summary["speed"]
+        speed = (
+            f"{timing['speedup']:.2f}x {'faster' if timing['speedup'] >= 1 else 'slower'} per 1080p frame "
+            f"(median of {timing['repetitions']} interleaved runs, {timing['threads']} threads), "
+        )
     train.save_filter(model, out / "slim.pt", {**meta, "compression": summary})
     atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
     summary["run_id"] = ResultsStore(args.store).record(
@@ -558,10 +580,6 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         _model_versions([codec]),
     )  # fmt: skip
     plot_pruning_steps(steps, out / "steps.png")
-    first, last = summary["original_step"], summary["slim_step"]
-    speed = (
-        f"{first['ms_per_1080p'] / last['ms_per_1080p']:.2f}x faster per 1080p frame, " if last["ms_per_1080p"] else ""
-    )
     console.print(
         f"slim filter: {last['parameters']:,} parameters ({1 - last['parameters'] / first['parameters']:.1%} fewer), "
         f"{speed}test Y-PSNR {last['test_psnr_y'] - first['test_psnr_y']:+.3f} dB; written to {out}"
@@ -584,20 +602,15 @@ def _coder_overrides(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def _test_pairs(args: argparse.Namespace, meta: dict[str, Any]) -> list[Any]:
-    """Decoded test-split frames at the codec and every QP the filter was trained for."""
+def _split_pairs(args: argparse.Namespace, meta: dict[str, Any], split: str) -> list[Any]:
+    """Decoded frames of the filter's validation sequences or of the test split, at its codec and QPs."""
     from nnslim.models import data
 
-    training = meta.get("training", {})
-    if "codec" not in training or not training.get("qps"):
-        raise NnslimError("--max-loss needs a filter that records its training codec and QPs")
-    manifest = content.load_manifest(args.sequences)
-    test = list(content.select(manifest, "test", None, parse_size(args.max_size) if args.max_size else None))
-    if not test:
-        raise NnslimError(f"no test sequences in {args.sequences}")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
-    with console.status("encoding the test sequences") as status:
-        return data.encode_pairs(test, training["codec"], tuple(training["qps"]), cache, args.frames, status.update)
+    size = parse_size(args.max_size) if args.max_size else None
+    training = meta.get("training", {})
+    with console.status(f"encoding the {split} sequences") as status:
+        return data.filter_pairs(training, split, args.sequences, cache, size, args.frames, status.update)
 
 
 def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
@@ -609,7 +622,7 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.models.filters import parameter_count
     from nnslim.models.train import load_filter, validate
 
-    model, meta = load_filter(_filter_path(args.model))
+    model, meta = load_filter(_filter_path(args.model), args.trust_factory)
     config = PackConfig(
         coder=args.coder,
         qp=args.qp,
@@ -623,31 +636,56 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.max_loss is not None and config.coder != "nnr":
         raise NnslimError(f"--max-loss searches the NNR QP; it needs --coder nnr, not {config.coder}")
+    if args.frame_step < 1:
+        raise NnslimError(f"--frame-step must be 1 or more, not {args.frame_step}")
     require_writable_file(args.out)
-    reference, _ = load_filter(args.against) if args.against else (model, meta)
+    reference, _ = load_filter(args.against, args.trust_factory) if args.against else (model, meta)
     result: dict[str, Any] = {"model": str(args.model), "config": dataclasses.asdict(config)}
     start = time.perf_counter()
     if args.max_loss is None:
         data = pack(model, meta, config)
     else:
-        pairs = _test_pairs(args, meta)
-        reference_psnr = validate(reference, pairs, frame_step=1)["psnr_y_filtered"]
-        with console.status("searching the QP") as status:
-            data, trials = search_qp(
+        validation = _split_pairs(args, meta, "validation")
+
+        def psnr(m: Any, pairs: list[Any]) -> float:
+            return validate(m, pairs, frame_step=args.frame_step)["psnr_y_filtered"]
+
+        reference_psnr = psnr(reference, validation)
+        with console.status("searching the NNR QP on validation") as status:
+            qp, data, trials = search_qp(
                 lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
-                lambda packed: unpack(packed)[0],
-                lambda m: validate(m, pairs, frame_step=1)["psnr_y_filtered"],
+                lambda packed: unpack(packed, trusted_factory=args.trust_factory)[0],
+                lambda m: psnr(m, validation),
                 reference_psnr,
                 args.max_loss,
                 on_trial=lambda t: status.update(f"QP {t['qp']}: {t['bytes']:,} bytes, loss {t['loss_db']:+.3f} dB"),
             )
-        chosen = max((t for t in trials if t["within"]), key=lambda t: t["qp"])
-        result |= {"reference_psnr_y": reference_psnr, "trials": trials, "chosen": chosen}
-        console.print(f"QP {chosen['qp']}: loss {chosen['loss_db']:+.3f} dB within {args.max_loss} dB")
+        chosen = next(t for t in trials if t["qp"] == qp)
+        search_seconds = time.perf_counter() - start
+        test = _split_pairs(args, meta, "test")
+        with console.status("measuring the chosen file once on the test split"):
+            test_loss = psnr(reference, test) - psnr(unpack(data, trusted_factory=args.trust_factory)[0], test)
+        result |= {
+            "decided_on": "validation",
+            "validation_sequences": sorted({p.name for p in validation}),
+            "test_sequences": sorted({p.name for p in test}),
+            "frame_step": args.frame_step,
+            "reference_psnr_y": reference_psnr,
+            "trials": trials,
+            "chosen": chosen,
+            "validation_loss_db": chosen["loss_db"],
+            "test_loss_db": test_loss,
+            "search_seconds": search_seconds,
+        }
+        console.print(
+            f"tried QPs {', '.join(str(t['qp']) for t in sorted(trials, key=lambda t: t['qp']))}; "
+            f"chose QP {qp}, the coarsest within {args.max_loss} dB on validation: "
+            f"validation loss {chosen['loss_db']:+.3f} dB, test loss {test_loss:+.3f} dB"
+        )
     seconds = time.perf_counter() - start
     atomic_write_bytes(args.out, data)
     fp32 = 4 * parameter_count(reference)
-    info = summary(data)
+    info = summary(data, decode=True)
     result |= {
         "file": str(args.out),
         "bytes": len(data),
@@ -662,17 +700,30 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _nnsl_bytes(path: Path, max_params: int) -> bytes:
+    """The bytes of an .nnsl file, refused unread when larger than a file of ``max_params`` parameters can be."""
+    from nnslim.bitstream.container import Limits
+
+    limits = Limits.for_params(max_params)
+    if not path.is_file():
+        raise NnslimError(f"{path}: no such file")
+    if path.stat().st_size > limits.max_file_bytes:
+        raise NnslimError(f"{path}: {path.stat().st_size} bytes is more than the limit of {limits.max_file_bytes}")
+    return path.read_bytes()
+
+
 def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
     import time
 
     from nnslim.bitstream.pack import unpack
     from nnslim.models.train import save_filter
 
-    data = args.file.read_bytes() if args.file.is_file() else None
-    if data is None:
-        raise NnslimError(f"{args.file}: no such file")
+    data = _nnsl_bytes(args.file, args.max_params)
     start = time.perf_counter()
-    model, description = unpack(data, args.trust_factory)
+    try:
+        model, description = unpack(data, args.trust_factory, max_params=args.max_params)
+    except NnslimError as exc:
+        raise NnslimError(f"{args.file}: {exc}") from None
     seconds = time.perf_counter() - start
     out = require_writable_dir(args.out, create=True)
     save_filter(model, out / "slim.pt", {"format": "nnslim-filter", "version": 1, **description})
@@ -681,41 +732,42 @@ def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.markup import escape
+
     from nnslim.bitstream.pack import summary
 
-    if not args.file.is_file():
-        raise NnslimError(f"{args.file}: no such file")
-    info = summary(args.file.read_bytes())
-    arch = info["model"]["arch"]
+    data = _nnsl_bytes(args.file, args.max_params)
+    try:
+        info = summary(data, decode=args.decode, max_params=args.max_params)
+    except NnslimError as exc:
+        raise NnslimError(f"{args.file}: {exc}") from None
+    model = info["model"]
     console.print(
-        f"{args.file}: {info['bytes']:,} bytes (header {info['header_bytes']:,}); architecture {arch['name']} "
-        f"{arch.get('kwargs', {})}, {len(info['model'].get('layers', {}))} layers changed"
+        f"{escape(str(args.file))}: {info['bytes']:,} bytes (header {info['header_bytes']:,}); architecture "
+        f"{escape(model['arch']['name'])} {escape(str(model['arch'].get('kwargs', {})))}, "
+        f"{len(model.get('layers', {}))} layers changed"
     )
+    estimates = ("non-zero", "entropy bytes") if args.decode else ()
     table = Table(title="tensors")
-    for column in ("tensor", "shape", "coder", "chunk", "non-zero", "entropy bytes", "settings"):
+    for column in ("tensor", "shape", "coder", "chunk", *estimates, "settings"):
         table.add_column(column, justify="right" if column in ("chunk", "non-zero", "entropy bytes") else "left")
     for row in info["tensors"]:
         settings = ", ".join(f"{k}={v}" for k, v in row["params"].items())
         if "compression_rate" in row:
             settings += f", r={row['compression_rate']:.1f}"
-        table.add_row(
-            row["name"],
-            "x".join(map(str, row["shape"])),
-            row["coder"],
-            str(row["chunk"]),
-            f"{row['nonzero']:,}",
-            f"{row['entropy_bits'] / 8:,.0f}",
-            settings,
-        )
+        figures = (f"{row['nonzero']:,}", f"{row['entropy_bits'] / 8:,.0f}") if args.decode else ()
+        cells = (row["name"], "x".join(map(str, row["shape"])), row["coder"], str(row["chunk"]), *figures, settings)
+        table.add_row(*map(escape, cells))
     console.print(table)
     for chunk in info["chunks"]:
         if len(chunk["tensors"]) > 1:
-            estimate = sum(r["entropy_bits"] for r in info["tensors"] if r["chunk"] == chunk["index"]) / 8
-            console.print(
-                f"chunk {chunk['index']}: {chunk['bytes']:,} bytes for {len(chunk['tensors'])} tensors "
-                f"(entropy estimate {estimate:,.0f} bytes)"
-            )
-    console.print(f"payload {info['payload_bytes']:,} bytes; entropy estimate {info['entropy_bytes']:,.0f} bytes")
+            shared = f"chunk {chunk['index']}: {chunk['bytes']:,} bytes for {len(chunk['tensors'])} tensors"
+            if args.decode:
+                estimate = sum(r["entropy_bits"] for r in info["tensors"] if r["chunk"] == chunk["index"]) / 8
+                shared += f" (entropy estimate {estimate:,.0f} bytes)"
+            console.print(shared)
+    estimate = f"; entropy estimate {info['entropy_bytes']:,.0f} bytes" if args.decode else " (--decode: estimates)"
+    console.print(f"payload {info['payload_bytes']:,} bytes{estimate}")
     return {"file": str(args.file), **info}
 
 
@@ -723,7 +775,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.evaluate.measure import EvaluateConfig, evaluate
     from nnslim.models.train import load_filter
 
-    original, meta = load_filter(_filter_path(args.original))
+    original, meta = load_filter(_filter_path(args.original), args.trust_factory)
     if not args.file.is_file():
         raise NnslimError(f"{args.file}: no such file")
     if args.split != "test":
@@ -740,9 +792,20 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if not sequences:
         raise NnslimError(f"no {args.split} sequences in {args.sequences} match the selection")
     cache = require_writable_dir(args.cache or content.cache_dir() / "encodes", create=True)
-    config = EvaluateConfig(codec, qps, args.frames, repetitions=args.repetitions, threads=args.threads)
+    config = EvaluateConfig(
+        codec, qps, args.frames, repetitions=args.repetitions, threads=args.threads, max_params=args.max_params
+    )
     with console.status("evaluating") as status:
-        table = evaluate(original, meta, args.file.read_bytes(), sequences, config, cache, status.update)
+        table = evaluate(
+            original,
+            meta,
+            _nnsl_bytes(args.file, args.max_params),
+            sequences,
+            config,
+            cache,
+            status.update,
+            args.trust_factory,
+        )
     _print_evaluation(table)
     params = {
         "original": str(args.original),
@@ -808,7 +871,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
         result = run_sweep(
             config, args.sweep, out, executor, cache, store, lambda s: bar.update(task, description=s), show,
-            args.retry_failed,
+            args.retry_failed, args.trust_factory,
         )  # fmt: skip
     _print_sweep(result)
     params = {"sweep": str(args.sweep), "out": str(out), "ray": args.ray, "threads": args.threads}
@@ -823,7 +886,8 @@ def cmd_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_sweep(result: dict[str, Any]) -> None:
     table = Table(title=f"Pareto front ({len(result['front'])} of {result['finished']} points)")
-    columns = ("model", "activation", "energy", "quantizer", "bits", "coder_qp", "bytes", "ms_per_1080p", "loss_db")
+    columns = ["model", "activation", "energy", "quantizer", "bits", "coder_qp", "bytes", "ms_per_1080p", "loss_db"]
+    columns.append("test_loss_db")
     for column in columns:
         table.add_column(column, justify="right")
     for row in result["front"]:
@@ -832,11 +896,12 @@ def _print_sweep(result: dict[str, Any]) -> None:
     for best in result["best"]:
         row = best["row"]
         what = (
-            f"{row['bytes']:,} bytes, {row['ms_per_1080p']:.0f} ms, loss {row['loss_db']:+.3f} dB (point {row['key']})"
+            f"{row['bytes']:,} bytes, {row['ms_per_1080p']:.0f} ms, validation loss {row['loss_db']:+.3f} dB, "
+            f"test loss {row['test_loss_db']:+.3f} dB (point {row['key']})"
             if row
             else "none"
         )
-        console.print(f"{best['aim']} within {best['max_loss_db']} dB: {what}")
+        console.print(f"{best['aim']} within {best['max_loss_db']} dB on validation: {what}")
     for failed in result["failed"]:
         console.print(f"[red]failed[/red] point {failed['key']}: {failed['error']}")
 
@@ -889,6 +954,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         out / "codecs.json",
     )
     common = ["--sequences", seqs, "--max-size", "416x240"]
+    trust = ["--trust-factory", args.trust_factory] if args.trust_factory else []
     _demo_step(
         "compress (full recipe)",
         [
@@ -901,6 +967,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
             "--out",
             out / "compress",
             *common,
+            *trust,
             "--json",
             out / "compress.json",
         ],
@@ -917,6 +984,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
             "--max-loss",
             "0.02",
             *common,
+            *trust,
             *frames,
             "--out",
             out / "slim.nnsl",
@@ -927,7 +995,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     )
     _demo_step(
         "unpack",
-        ["unpack", out / "slim.nnsl", "--out", out / "decoded", "--json", out / "unpack.json"],
+        ["unpack", out / "slim.nnsl", "--out", out / "decoded", *trust, "--json", out / "unpack.json"],
         out / "unpack.json",
     )
     _demo_step(
@@ -937,6 +1005,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
             model,
             out / "slim.nnsl",
             *common,
+            *trust,
             *frames,
             "--repetitions",
             str(mode.repetitions),
@@ -945,14 +1014,34 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         ],
         out / "evaluate.json",
     )
+    shipped = args.shipped or Path(model).with_suffix(".bbc.nnsl")
+    if shipped.is_file():
+        _demo_step(
+            "evaluate the shipped slim filter (full-length bbc recipe)",
+            [
+                "evaluate",
+                model,
+                shipped,
+                *common,
+                *trust,
+                *frames,
+                "--repetitions",
+                str(mode.repetitions),
+                "--json",
+                out / "evaluate_shipped.json",
+            ],
+            out / "evaluate_shipped.json",
+        )
+    else:
+        console.print(f"[yellow]no shipped slim filter at {shipped}; the report shows this run's only[/yellow]")
     console.rule("report")
-    original, meta = load_filter(model)
-    decoded, _ = unpack((out / "slim.nnsl").read_bytes())
+    original, meta = load_filter(model, args.trust_factory)
+    decoded, _ = unpack((out / "slim.nnsl").read_bytes(), args.trust_factory)
     test = list(content.select(content.load_manifest(seqs), "test", None, parse_size("416x240")))
     cache = content.cache_dir() / "encodes"
     crops = crop_panels(original, decoded, test[0], meta["training"]["codec"], max(meta["training"]["qps"]), cache)
     lowrank = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "lowrank_table.json"
-    page = build_report(out, f"nnslim demo ({mode.name})", crops, lowrank)
+    page = build_report(out, f"nnslim demo ({mode.name})", crops, lowrank, mode.cuts())
     seconds = time.perf_counter() - start
     params = {"out": str(out), "mode": mode.name, "model": str(model), "sequences": str(seqs)}
     results = {"seconds": seconds, "report": str(page), "evaluation": json.loads((out / "evaluate.json").read_text())}
@@ -962,7 +1051,7 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
-    from nnslim.evaluate.demo import build_report
+    from nnslim.evaluate.demo import MODES, build_report
 
     run = ResultsStore(args.store).run(args.run_id)
     if run.kind != "demo":
@@ -971,7 +1060,8 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     if not (out / "evaluate.json").is_file():
         raise NnslimError(f"{out} no longer holds run {run.id}'s results")
     lowrank = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "lowrank_table.json"
-    page = build_report(out, f"nnslim demo ({run.params['mode']}), run {run.id}", None, lowrank)
+    cuts = MODES[run.params["mode"]].cuts()
+    page = build_report(out, f"nnslim demo ({run.params['mode']}), run {run.id}", None, lowrank, cuts)
     console.print(f"report: {page}")
     return {"run_id": run.id, "report": str(page)}
 
@@ -986,6 +1076,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
         if store:
             p.add_argument("--store", type=Path, help="results store (SQLite) instead of the default one")
+
+    def limit(p: argparse.ArgumentParser) -> None:
+        """Every command that reads an .nnsl file: the most parameters it builds."""
+        p.add_argument(
+            "--max-params", type=int, default=DEFAULT_MAX_PARAMS, metavar="N", help="refuse filters of more parameters"
+        )
+
+    def trust(p: argparse.ArgumentParser) -> None:
+        """Every command that builds a filter from a file: the one user architecture it may build."""
+        p.add_argument(
+            "--trust-factory",
+            metavar="FILE.py:FACTORY",
+            help="build this user architecture when a filter file names it (building runs its code); "
+            "files naming any other user factory are refused",
+        )
 
     p = sub.add_parser("sequences", help="build the default test sequences, or add your own")
     p.add_argument("--out", type=Path, required=True, help="sequence folder (created if missing)")
@@ -1061,6 +1166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qp", type=int, help="QP of the decoded video (for filters trained on several QPs)")
     p.add_argument("--tile", type=int, default=256, help="tile side in pixels")
     p.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
+    trust(p)
     common(p, store=False)
     p.set_defaults(func=cmd_filter)
 
@@ -1074,6 +1180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qps", default="37", help="comma-separated ladder QPs (four or more give a BD-rate)")
     p.add_argument("--frames", type=int, help="first N frames of each sequence")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    trust(p)
     common(p, store=False)
     p.set_defaults(func=cmd_assess)
 
@@ -1089,6 +1196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-timing", action="store_true", help="skip the 1080p frame timing at each step")
     p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    trust(p)
     common(p)
     p.set_defaults(func=cmd_compress)
 
@@ -1105,25 +1213,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tensor-coder", action="append", default=[], metavar="NAME=CODER", help="another coder for one tensor"
     )
-    p.add_argument("--max-loss", type=float, help="search the coarsest NNR QP within this test Y-PSNR loss (dB)")
+    p.add_argument(
+        "--max-loss", type=float, help="the coarsest NNR QP within this Y-PSNR loss (dB) on validation; test reported"
+    )
     p.add_argument("--against", type=Path, help="measure the loss and the size against this filter (the original)")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
-    p.add_argument("--max-size", default="416x240", help="test sequences up to WxH measure the loss")
-    p.add_argument("--frames", type=int, help="first N frames of each test sequence measure the loss")
+    p.add_argument("--max-size", default="416x240", help="test sequences up to WxH report the chosen file's loss")
+    p.add_argument("--frames", type=int, help="first N frames of each sequence measure the loss")
+    p.add_argument("--frame-step", type=int, default=8, help="every Nth of those frames measures the loss")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     p.add_argument("--out", type=Path, required=True, help=".nnsl file to write")
+    trust(p)
     common(p, store=False)
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("unpack", help="decode an .nnsl file into a filter file")
     p.add_argument("file", type=Path, help=".nnsl file")
     p.add_argument("--out", type=Path, required=True, help="folder for slim.pt and slim.json")
-    p.add_argument("--trust-factory", help="build this user architecture (FILE.py:FACTORY) if the file names it")
+    trust(p)
+    limit(p)
     common(p, store=False)
     p.set_defaults(func=cmd_unpack)
 
-    p = sub.add_parser("inspect", help="show what an .nnsl file holds")
+    p = sub.add_parser("inspect", help="show what an .nnsl file holds (header and tables; nothing is built)")
     p.add_argument("file", type=Path, help=".nnsl file")
+    p.add_argument("--decode", action="store_true", help="also decode the tensors: non-zero counts, entropy estimates")
+    limit(p)
     common(p, store=False)
     p.set_defaults(func=cmd_inspect)
 
@@ -1137,9 +1252,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec", help="codec (the one the filter was trained on by default)")
     p.add_argument("--qps", help="comma-separated ladder QPs (the filter's by default; four or more give BD-rates)")
     p.add_argument("--frames", type=int, help="first N frames of each sequence")
-    p.add_argument("--repetitions", type=int, default=3, help="timed 1080p frames per filter and runtime")
+    p.add_argument("--repetitions", type=int, default=5, help="timed 1080p frames per filter and runtime, in turns")
     p.add_argument("--threads", type=int, help="CPU threads for the timings (every core by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    trust(p)
+    limit(p)
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -1147,6 +1264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder; a rerun resumes")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="sequence folder (built if missing)")
     p.add_argument("--model", type=Path, default=Path("models/postfilter_x265_qp22-37.pt"), help="filter to compress")
+    p.add_argument(
+        "--shipped", type=Path, help="a slim .nnsl of the model, evaluated beside this run's (default MODEL.bbc.nnsl)"
+    )
+    trust(p)
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--quick", action="store_true", help="fewer codecs, frames and retraining steps")
     speed.add_argument("--full", action="store_true", help="the full recipe and all frames (hours on a CPU)")
@@ -1161,6 +1282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads per point")
     p.add_argument("--retry-failed", action="store_true", help="run failed points again")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    trust(p)
     common(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -36,7 +36,7 @@ def _setup() -> tuple[nn.Module, dict, PackConfig, Callable[[nn.Module], float]]
 
 def test_search_finds_the_coarsest_qp_within_budget() -> None:
     model, meta, config, psnr = _setup()
-    data, trials = search_qp(
+    qp, data, trials = search_qp(
         lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
         lambda packed: unpack(packed)[0],
         psnr,
@@ -45,7 +45,8 @@ def test_search_finds_the_coarsest_qp_within_budget() -> None:
         qps=range(-64, 0),
     )
     chosen = max(t["qp"] for t in trials if t["within"])
-    assert len(trials) <= 8 and all(t["loss_db"] > 60.0 for t in trials if t["qp"] > chosen)
+    assert qp == chosen
+    assert len(trials) <= 16 and all(t["loss_db"] > 60.0 for t in trials if t["qp"] > chosen)
     assert data == pack(model, meta, dataclasses.replace(config, qp=chosen))
     assert len(data) <= min(t["bytes"] for t in trials if t["within"])
 
@@ -60,3 +61,14 @@ def test_search_refuses_an_impossible_budget() -> None:
             1000.0,
             max_loss=0.0,
         )
+
+
+def test_search_picks_a_coarser_qp_past_a_non_monotone_dip() -> None:
+    """A loss that crosses the budget, dips back under it, then rises: the coarsest fitting QP wins."""
+    losses = {qp: (0.0 if qp <= -30 else 1.0) for qp in range(-64, 0)} | {-27: 0.0}
+    qp, data, trials = search_qp(
+        lambda qp: str(qp).encode(), lambda packed: int(packed), lambda qp: -losses[qp], 0.0, max_loss=0.5
+    )
+    assert qp == -27 and data == b"-27"
+    tried = [t["qp"] for t in trials]
+    assert len(tried) == len(set(tried)) and -30 in tried and -22 in tried

@@ -121,3 +121,13 @@ def test_ranks_for_loss_keeps_the_loss_within_budget() -> None:
     calls.clear()
     ranks_for_loss(model, names, psnr, max_loss=0.0)
     assert len(calls) <= 14
+
+
+def test_a_split_that_would_not_save_weights_leaves_the_layer_alone() -> None:
+    model = _filter()  # body.2 is 4 <- 4, 3x3: 144 weights; a rank-K split holds K * (4 + 4) * 3
+    assert apply_lowrank(model, {"body.2": 5}).body[2].vertical.out_channels == 5  # 120 < 144
+    for rank in (6, 12):  # 144 and 288 weights: no fewer than the kernel's
+        kept = apply_lowrank(model, {"body.2": rank})
+        assert type(kept.body[2]) is nn.Conv2d
+        assert parameter_count(kept) == parameter_count(model)
+        assert torch.equal(kept.body[2].weight, model.body[2].weight)

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from nnslim.compress import recipe as recipes
-from nnslim.compress.schedule import Context, Run
+from nnslim.compress.schedule import Context, Run, apply_sparsity, is_identity, output_layers
+from nnslim.compress.sparsity import MAX_LAYER_SPARSITY, prunable_weights
 from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec, build, parameter_count
 from nnslim.models.train import TrainConfig, load_filter, save_filter
-from tests.compress.user_filter import SMALL_ARCHS
+from tests.compress.user_filter import SMALL_ARCHS, USER
 
 TINY = recipes.FineTune(steps=2, batch=2, patch=16)
 
@@ -50,7 +51,7 @@ def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0, full_size: bool =
 @pytest.mark.parametrize("name", list(recipes.NAMED))
 def test_every_recipe_runs_on_every_architecture(tmp_path: Path, arch: str, name: str) -> None:
     original, ctx = _setup(tmp_path, arch)
-    model, steps, quantization = Run(original, _tiny(recipes.NAMED[name]), ctx, tmp_path / "out", print).run()
+    model, steps, quantization = Run(original, _tiny(recipes.NAMED[name]), ctx, tmp_path / "out", print, USER).run()
     out = model(torch.rand(1, 1, 32, 32))
     assert out.shape == (1, 1, 32, 32)
     assert steps[0]["kind"] == "original" and len(steps) >= 2
@@ -58,8 +59,8 @@ def test_every_recipe_runs_on_every_architecture(tmp_path: Path, arch: str, name
         assert parameter_count(model) < steps[0]["parameters"]
     if name == "deep-compression":
         assert quantization and all(len(t["centroids"]) <= 32 for t in quantization.values())
-    save_filter(model, tmp_path / "slim.pt", load_filter(original)[1])
-    rebuilt, _ = load_filter(tmp_path / "slim.pt")
+    save_filter(model, tmp_path / "slim.pt", load_filter(original, USER)[1])
+    rebuilt, _ = load_filter(tmp_path / "slim.pt", USER)
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model.eval()(x))
@@ -106,3 +107,49 @@ def test_the_loop_keeps_the_best_model_within_the_budget(tmp_path: Path) -> None
             == max((i for i, s in enumerate(steps) if s["within_budget"]), key=lambda i: -steps[i]["parameters"])
             or parameter_count(model) == steps[steps[-1]["kept"]]["parameters"]
         )
+
+
+def _zero_started_user_filter(tmp_path: Path) -> tuple[Path, Context]:
+    """The user-style filter (BatchNorm, PixelShuffle) with its output layer at zero, as residual filters start."""
+    original, ctx = _setup(tmp_path, USER)
+    model, meta = load_filter(original, USER)
+    with torch.no_grad():
+        model.tail.weight.mul_(1e-4)  # a short training leaves the output layer's weights the smallest
+    save_filter(model, original, meta)
+    return original, ctx
+
+
+def test_output_layers_are_the_ones_that_write_the_output() -> None:
+    assert output_layers(build(ArchSpec(USER, {}))) == ["tail"]
+    assert output_layers(build(ArchSpec("inloop", SMALL_ARCHS["inloop"]))) == ["tail"]
+    assert output_layers(build(ArchSpec("postfilter", SMALL_ARCHS["postfilter"]))) == ["body.6"]
+
+
+def test_sparsity_never_empties_the_output_layer_nor_any_layer(tmp_path: Path) -> None:
+    original, _ = _zero_started_user_filter(tmp_path)
+    model, _ = load_filter(original, USER)
+    apply_sparsity(model, 0.9, "global", prune_output=False)
+    assert bool((model.tail.weight != 0).all())
+    for name, layer in prunable_weights(model).items():
+        assert (layer.weight == 0).float().mean().item() <= MAX_LAYER_SPARSITY + 1e-6, name
+    model, _ = load_filter(original, USER)
+    apply_sparsity(model, 0.9, "global", prune_output=True)
+    assert 0 < (model.tail.weight != 0).sum() <= round(model.tail.weight.numel() * (1 - MAX_LAYER_SPARSITY)) + 1
+
+
+def test_a_bbc_round_keeps_the_zero_started_filter_alive(tmp_path: Path) -> None:
+    original, ctx = _zero_started_user_filter(tmp_path)
+    recipe = recipes.Recipe("bbc", (recipes.Iterate(rounds=1, sparsity=0.9, fraction=0.25, round_to=2, finetune=TINY),))
+    model, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print, USER).run()
+    assert not any(s["identity"] for s in steps)
+    assert bool((model.tail.weight != 0).any())
+
+
+def test_a_collapsed_filter_is_reported_as_the_identity(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, USER)
+    model, _ = load_filter(original, USER)
+    assert not is_identity(model, ctx)
+    with torch.no_grad():
+        model.tail.weight.zero_()
+        model.tail.bias.zero_()
+    assert is_identity(model, ctx)

@@ -11,12 +11,14 @@ from torch import nn
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
     export_onnx,
+    interleaved_ms,
     ms_per_frame,
     onnx_max_difference,
     onnx_ms_per_frame,
     onnx_runner,
     onnx_session,
     torch_ms_per_frame,
+    torch_speedup,
 )
 from nnslim.models import layers
 from nnslim.models.apply import run_tiles, torch_runner
@@ -127,6 +129,21 @@ def test_ms_per_frame_structure() -> None:
     assert timing["min_ms"] == min(timing["runs_ms"]) <= timing["median_ms"] <= max(timing["runs_ms"])
     with pytest.raises(NnslimError, match="repetitions"):
         ms_per_frame(lambda: None, repetitions=0)
+
+
+def test_interleaved_timing_alternates_the_calls_after_a_warm_up() -> None:
+    calls: list[str] = []
+    timing = interleaved_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repetitions=5)
+    assert calls == ["a", "b"] * 6
+    assert set(timing) == {"a", "b"} and all(len(t["runs_ms"]) == 5 for t in timing.values())
+
+
+def test_speedup_times_both_filters_in_one_process() -> None:
+    threads = torch.get_num_threads()
+    result = torch_speedup(_small("inloop-qp"), _small("vrcnn"), repetitions=5, threads=1, width=32, height=16)
+    assert torch.get_num_threads() == threads
+    assert result["threads"] == 1 and result["repetitions"] == 5
+    assert result["speedup"] == result["original"]["median_ms"] / result["candidate"]["median_ms"]
 
 
 def test_torch_and_onnx_timings_on_a_tiny_frame(tmp_path: Path) -> None:

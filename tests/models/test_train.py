@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,7 +9,16 @@ import torch
 from nnslim.errors import NnslimError
 from nnslim.models.data import LumaPairs, encode_pairs, sample_batch
 from nnslim.models.filters import ArchSpec, build
-from nnslim.models.train import TrainConfig, learning_rate, lineage, load_filter, save_filter, starting_weights, train
+from nnslim.models.train import (
+    MAX_LINEAGE,
+    TrainConfig,
+    learning_rate,
+    lineage,
+    load_filter,
+    save_filter,
+    starting_weights,
+    train,
+)
 from nnslim.video.yuv import Sequence
 
 SMALL = ArchSpec("postfilter", {"channels": 8, "layers": 3})
@@ -148,3 +158,57 @@ def test_a_qp_input_filter_starts_from_one_without_it_unchanged(tmp_path: Path, 
     with torch.no_grad():
         for qp in (22.0, 37.0):
             torch.testing.assert_close(widened(x, torch.full((2,), qp)), first(x))
+
+
+def _marked_user_filter(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A filter file of a user factory whose module leaves a mark each time its code runs."""
+    source, mark = tmp_path / "mine.py", tmp_path / "ran"
+    source.write_text(
+        f"from pathlib import Path\nfrom torch import nn\nPath({str(mark)!r}).touch()\n"
+        "def make():\n    return nn.Conv2d(1, 1, 3, padding=1)\n"
+    )
+    factory = f"{source}:make"
+    path = tmp_path / "mine.pt"
+    save_filter(build(ArchSpec(factory)), path, {"arch": ArchSpec(factory).to_dict(), "training": {}})
+    mark.unlink()
+    return path, factory, mark
+
+
+def test_a_user_architecture_is_built_only_when_trusted(tmp_path: Path) -> None:
+    path, factory, mark = _marked_user_filter(tmp_path)
+    for trusted in (None, f"{tmp_path / 'other.py'}:make", factory.replace(":make", ":other")):
+        with pytest.raises(NnslimError) as refused:
+            load_filter(path, trusted)
+        message = str(refused.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message
+        assert f"user factory {factory!r}" in message and message.endswith(f"give --trust-factory {factory}")
+    assert not mark.exists()
+    model, meta = load_filter(path, factory)
+    assert mark.exists() and meta["arch"]["name"] == factory
+    for name, value in torch.load(path, weights_only=True).items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_a_fine_tune_trusts_the_user_architecture_it_was_told_to_train(tmp_path: Path) -> None:
+    path, factory, mark = _marked_user_filter(tmp_path)
+    with pytest.raises(NnslimError, match="cannot start 'postfilter' from it"):
+        starting_weights(path, SMALL)
+    assert not mark.exists()
+    weights, record = starting_weights(path, ArchSpec(factory))
+    assert mark.exists() and record["file"] == "mine.pt"
+    assert torch.equal(weights["weight"], torch.load(path, weights_only=True)["weight"])
+
+
+def test_lineage_follows_recorded_runs_then_init_files_and_cannot_loop(tmp_path: Path) -> None:
+    def describe(name: str, training: dict) -> str:
+        path = tmp_path / f"{name}.pt"
+        path.with_suffix(".json").write_text(json.dumps({"arch": SMALL.to_dict(), "training": training}))
+        return str(path)
+
+    first = describe("first", {"train_sequences": ["A"], "validation_sequences": ["B"]})
+    second = {"train_sequences": ["C"], "validation_sequences": [], "init": first}  # recorded only the path
+    third = {"train_sequences": ["D"], "init": "moved.pt", "init_from": {"file": "second.pt", "training": second}}
+    assert [run["train_sequences"] for run in lineage(third)] == [["A"], ["C"], ["D"]]
+    assert lineage({"train_sequences": ["E"], "init": str(tmp_path / "gone.pt")})[0]["train_sequences"] == ["E"]
+    loop = describe("loop", {"train_sequences": ["F"], "init": str(tmp_path / "loop.pt")})
+    assert len(lineage({"init": loop})) == MAX_LINEAGE

@@ -27,6 +27,7 @@ from nnslim.errors import NnslimError
 MAX_CODE_BITS = 16
 MAX_CLUSTERS = 1 << 16
 _HEAD = struct.Struct("<BIII")  # index bits, entries, clusters, gap stream bytes
+_BLOCK_BYTES = 8192  # stream bytes decoded per lookup block
 
 
 def code_lengths(counts: np.ndarray) -> np.ndarray:
@@ -78,36 +79,59 @@ def _encode_symbols(symbols: np.ndarray, lengths: np.ndarray) -> bytes:
     return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
 
 
-def _decode_symbols(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
-    """Decode ``count`` symbols with a lookup table of every ``MAX_CODE_BITS``-bit window."""
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    used = np.flatnonzero(lengths)
-    if len(used) == 0 or lengths.max() > MAX_CODE_BITS:
-        raise BitstreamError("huffman: bad code-length table")
-    if sum(2.0 ** -int(lengths[s]) for s in used) > 1.0 + 1e-12:
-        raise BitstreamError("huffman: code lengths do not form a prefix code")
+def _lookup(lengths: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symbol and code length of every ``MAX_CODE_BITS``-bit window (symbol -1: no code starts so)."""
     table_symbol = np.full(1 << MAX_CODE_BITS, -1, dtype=np.int64)
     table_length = np.zeros(1 << MAX_CODE_BITS, dtype=np.int64)
     for symbol, code in zip(used, _canonical(lengths)[used], strict=True):
         shift = MAX_CODE_BITS - int(lengths[symbol])
         table_symbol[code << shift : (code + 1) << shift] = symbol
         table_length[code << shift : (code + 1) << shift] = lengths[symbol]
-    bits = np.concatenate([np.unpackbits(np.frombuffer(data, dtype=np.uint8)), np.zeros(MAX_CODE_BITS, np.uint8)])
-    windows = np.lib.stride_tricks.sliding_window_view(bits, MAX_CODE_BITS) @ (1 << np.arange(MAX_CODE_BITS)[::-1])
-    window_symbol = table_symbol[windows].tolist()
-    window_length = table_length[windows].tolist()
-    available = len(bits) - MAX_CODE_BITS
-    out = [0] * count
-    position = 0
-    for i in range(count):
-        if position >= available or window_symbol[position] < 0:
-            raise BitstreamError("huffman: the stream ends early or holds an invalid code")
-        out[i] = window_symbol[position]
-        position += window_length[position]
-    if position > available:
+    return table_symbol, table_length
+
+
+def _decode_symbols(data: bytes, lengths: np.ndarray, count: int) -> np.ndarray:
+    """Decode ``count`` symbols with a lookup table of ``MAX_CODE_BITS``-bit windows, one block of bits at a time.
+
+    Every code has one to ``MAX_CODE_BITS`` bits, so the stream's length is checked against
+    ``count`` before any work, and memory stays that of one block however long the stream.
+    """
+    used = np.flatnonzero(lengths)
+    if count and (len(used) == 0 or lengths.max() > MAX_CODE_BITS):
+        raise BitstreamError("huffman: bad code-length table")
+    if sum(2.0 ** -int(lengths[s]) for s in used) > 1.0 + 1e-12:
+        raise BitstreamError("huffman: code lengths do not form a prefix code")
+    shortest, longest = (int(lengths[used].min()), int(lengths[used].max())) if count else (0, 0)
+    if not -(-count * shortest // 8) <= len(data) <= -(-count * longest // 8):
+        raise BitstreamError(f"huffman: {len(data)} bytes cannot hold {count} codes of {shortest} to {longest} bits")
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    table_symbol, table_length = _lookup(lengths, used)
+    weights = 1 << np.arange(MAX_CODE_BITS)[::-1]
+    stream_bits = 8 * len(data)
+    out = np.empty(count, dtype=np.int64)
+    done = position = 0
+    while done < count:
+        if position >= stream_bits:
+            raise BitstreamError("huffman: the stream ends early")
+        first = position // 8
+        block = np.unpackbits(np.frombuffer(data[first : first + _BLOCK_BYTES + 2], dtype=np.uint8))
+        block = np.concatenate([block, np.zeros(MAX_CODE_BITS, np.uint8)])
+        windows = np.lib.stride_tricks.sliding_window_view(block, MAX_CODE_BITS)[: 8 * _BLOCK_BYTES] @ weights
+        symbols, widths = table_symbol[windows].tolist(), table_length[windows].tolist()
+        offset, stop = position - 8 * first, min(8 * _BLOCK_BYTES, stream_bits - 8 * first)
+        decoded: list[int] = []
+        while done + len(decoded) < count and offset < stop:
+            if symbols[offset] < 0:
+                raise BitstreamError("huffman: the stream holds an invalid code")
+            decoded.append(symbols[offset])
+            offset += widths[offset]
+        out[done : done + len(decoded)] = decoded
+        done += len(decoded)
+        position = 8 * first + offset
+    if position > stream_bits:
         raise BitstreamError("huffman: the stream ends early")
-    return np.asarray(out, dtype=np.int64)
+    return out
 
 
 def sparse_streams(values: np.ndarray, codebook: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +197,11 @@ def encode(values: np.ndarray, index_bits: int = 8) -> bytes:
     )
 
 
+def max_payload_bytes(elements: int) -> int:
+    """Most bytes a payload of ``encode`` takes for a tensor of ``elements`` values (two streams of 16-bit codes)."""
+    return _HEAD.size + 4 * MAX_CLUSTERS + (1 << 16) + MAX_CLUSTERS + 1 + 2 * (2 * elements + 1)
+
+
 def decode(payload: bytes, elements: int) -> np.ndarray:
     """Decode a payload of ``encode`` into a flat float32 array of ``elements`` values.
 
@@ -182,8 +211,10 @@ def decode(payload: bytes, elements: int) -> np.ndarray:
     if len(payload) < _HEAD.size:
         raise BitstreamError("huffman: truncated payload")
     index_bits, entries, clusters, gap_bytes = _HEAD.unpack_from(payload)
-    if not 1 <= index_bits <= 16 or clusters > MAX_CLUSTERS or entries > max(elements, 0) * 2 + 1:
-        raise BitstreamError("huffman: bad payload header")
+    if not 1 <= index_bits <= 16 or clusters > MAX_CLUSTERS:
+        raise BitstreamError(f"huffman: bad payload header (index bits {index_bits}, {clusters} clusters)")
+    if entries > elements:
+        raise BitstreamError(f"huffman: {entries} entries for a tensor of {elements} elements")
     start = _HEAD.size
     sizes = (4 * clusters, 1 << index_bits, clusters + 1, gap_bytes)
     parts = []

@@ -17,6 +17,7 @@ what the filter was trained for, and the packing settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,13 +25,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnslim.bitstream import huffman, nnr
-from nnslim.bitstream.container import BitstreamError, Container, TensorEntry, read, write
+from nnslim.bitstream import bounds, huffman, nnr
+from nnslim.bitstream.container import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_PARAMS,
+    BitstreamError,
+    Container,
+    Limits,
+    TensorEntry,
+    read,
+    shorten,
+    write,
+)
 from nnslim.compress.quantize import kmeans
 from nnslim.compress.sparsity import prunable_weights
 from nnslim.errors import NnslimError
 from nnslim.models import layers
-from nnslim.models.filters import REGISTRY, ArchSpec, build
+from nnslim.models.filters import ArchSpec, build, is_trusted
 
 CODERS = ("nnr", "huffman", "raw")
 RAW_TYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}
@@ -161,101 +172,194 @@ def pack(model: nn.Module, meta: dict[str, Any], config: PackConfig) -> bytes:
     return write(Container(_description(meta, config), tuple(entries), tuple(chunks)))
 
 
-def decode_tensors(container: Container) -> dict[str, np.ndarray]:
-    """Every tensor of a parsed file, decoded to its table dtype (side tensors included).
+DECODED_TYPES = {"float32": ("float32", "float16"), "float16": ("float32", "float16"), "int64": ("int64",)}
+"""Table dtypes that a raw tensor of each stored type may decode to (huffman and nnr decode to floats)."""
+
+
+def _check_raw(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
+    stored = entry.params.get("stored")
+    if not isinstance(stored, str) or stored not in RAW_TYPES or entry.dtype not in DECODED_TYPES[stored]:
+        raise BitstreamError(f"tensor {entry.name!r}: raw {entry.dtype} tensor stored as {shorten(repr(stored))}")
+
+
+def _check_huffman(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
+    index_bits, clusters = entry.params.get("index_bits"), entry.params.get("clusters")
+    if not isinstance(index_bits, int) or not isinstance(clusters, int) or bool in (type(index_bits), type(clusters)):
+        raise BitstreamError(f"tensor {entry.name!r}: huffman needs integer index_bits and clusters")
+    if not (1 <= index_bits <= 16 and 0 <= clusters <= huffman.MAX_CLUSTERS):
+        raise BitstreamError(
+            f"tensor {entry.name!r}: index_bits {index_bits} (1 to 16) or clusters {clusters} "
+            f"(0 to {huffman.MAX_CLUSTERS}) out of range"
+        )
+
+
+def _check_nnr(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
+    side, qp = entry.params.get("codebook"), entry.params.get("qp")
+    if side is not None:
+        if not isinstance(side, str) or side not in table or table[side].coder != "raw":
+            raise BitstreamError(f"tensor {entry.name!r}: its codebook {shorten(repr(side))} is no raw tensor")
+    elif isinstance(qp, bool) or not isinstance(qp, int) or qp not in nnr.QP_RANGE:
+        raise BitstreamError(
+            f"tensor {entry.name!r}: nnr qp must be an integer from {nnr.QP_RANGE.start} to {nnr.QP_RANGE.stop - 1}"
+        )
+
+
+_CHECKS = {"raw": _check_raw, "huffman": _check_huffman, "nnr": _check_nnr}
+
+
+def _payload_bytes(entries: list[TensorEntry]) -> tuple[int, int]:
+    """Fewest and most bytes a chunk of these tensors may hold, by their coder."""
+    if entries[0].coder == "raw":
+        exact = entries[0].elements * np.dtype(RAW_TYPES[entries[0].params["stored"]]).itemsize
+        return exact, exact
+    if entries[0].coder == "huffman":
+        return 0, huffman.max_payload_bytes(entries[0].elements)
+    return 0, nnr.max_payload_bytes({e.name: e.elements for e in entries})
+
+
+def _check_chunk(index: int, length: int, entries: list[TensorEntry]) -> None:
+    coders = sorted({e.coder for e in entries})
+    if coders not in (["nnr"], ["huffman"], ["raw"]) or (coders != ["nnr"] and len(entries) > 1):
+        raise BitstreamError(
+            f"chunk {index}: holds {len(entries)} tensors ({', '.join(coders) or 'none'}); a chunk holds "
+            "one raw or huffman tensor, or nnr tensors"
+        )
+    fewest, most = _payload_bytes(entries)
+    if not fewest <= length <= most:
+        names = shorten(", ".join(e.name for e in entries), 80)
+        raise BitstreamError(f"chunk {index} ({names}): {length} bytes, where its tensors take {fewest} to {most}")
+
+
+def check_table(container: Container) -> None:
+    """Each tensor's coder and the coder's parameters, and each chunk's length, checked before anything is decoded.
 
     Raises:
-        BitstreamError: A payload its coder refuses, or a decoded tensor of another shape than the table's.
+        BitstreamError: An unknown coder, parameters that its coder does not take, or a chunk that
+            holds no tensor, tensors of several coders, or more (or, raw, other) bytes than its tensors take.
     """
+    table = {entry.name: entry for entry in container.tensors}
+    held: dict[int, list[TensorEntry]] = {}
+    for entry in container.tensors:
+        if entry.coder not in _CHECKS:
+            raise BitstreamError(f"tensor {entry.name!r}: unknown coder {shorten(repr(entry.coder))}")
+        if entry.coder != "raw" and entry.dtype not in DECODED_TYPES["float32"]:
+            raise BitstreamError(f"tensor {entry.name!r}: {entry.coder} decodes to floats, not {entry.dtype}")
+        _CHECKS[entry.coder](entry, table)
+        held.setdefault(entry.chunk, []).append(entry)
+    for index, chunk in enumerate(container.chunks):
+        _check_chunk(index, len(chunk), held.get(index, []))
+
+
+def decode_tensors(container: Container, limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+    """Every tensor of a parsed file, decoded to its table dtype (side tensors included).
+
+    Args:
+        container: The parsed file (``read`` checked its sizes against ``limits``).
+        limits: What an NNR bitstream may declare beyond the table.
+
+    Raises:
+        BitstreamError: A coder or coder parameters ``check_table`` refuses, a payload its coder
+            refuses, or a decoded tensor of another shape than the table's.
+    """
+    check_table(container)
     out: dict[str, np.ndarray] = {}
     nnr_cache: dict[int, dict[str, np.ndarray]] = {}
     for entry in container.tensors:
         payload = container.chunks[entry.chunk]
         if entry.coder == "raw":
-            stored = entry.params.get("stored")
-            if stored not in RAW_TYPES or (stored == "int64") != (entry.dtype == "int64"):
-                raise BitstreamError(f"{entry.name}: raw {entry.dtype} tensor stored as {stored!r}")
-            width = np.dtype(RAW_TYPES[stored]).itemsize
-            if len(payload) != entry.elements * width:
-                raise BitstreamError(f"{entry.name}: raw payload of {len(payload)} bytes for {entry.elements} values")
-            values = np.frombuffer(payload, dtype=RAW_TYPES[stored])
+            values = np.frombuffer(payload, dtype=RAW_TYPES[entry.params["stored"]])
         elif entry.coder == "huffman":
             values = huffman.decode(payload, entry.elements)
-        elif entry.coder == "nnr":
-            if entry.chunk not in nnr_cache:
-                nnr_cache[entry.chunk] = nnr.decode(payload)
-            if entry.name not in nnr_cache[entry.chunk]:
-                raise BitstreamError(f"{entry.name}: missing from its NNR bitstream")
-            values = nnr_cache[entry.chunk][entry.name]
         else:
-            raise BitstreamError(f"{entry.name}: unknown coder {entry.coder!r}")
+            if entry.chunk not in nnr_cache:
+                expected = {e.name: e.elements for e in container.tensors if e.chunk == entry.chunk}
+                nnr_cache[entry.chunk] = nnr.decode(payload, expected, limits)
+            values = nnr_cache[entry.chunk][entry.name]
         if values.size != entry.elements:
             raise BitstreamError(f"{entry.name}: decoded {values.size} values, the table says {list(entry.shape)}")
         out[entry.name] = values.reshape(entry.shape)
     for entry in container.tensors:
         side = entry.params.get("codebook")
         if entry.coder == "nnr" and side is not None:
-            indices, codebook = out[entry.name], out.get(side)
-            if codebook is None or indices.dtype != np.int32 or indices.min(initial=0) < 0:
-                raise BitstreamError(f"{entry.name}: bad codebook indices or missing codebook {side!r}")
-            if indices.max(initial=0) > len(codebook):
-                raise BitstreamError(f"{entry.name}: codebook index beyond its {len(codebook)} values")
+            indices, codebook = out[entry.name], out[side]
+            if indices.dtype != np.int32 or indices.min(initial=0) < 0:
+                raise BitstreamError(f"{entry.name}: bad codebook indices")
+            if indices.max(initial=0) > codebook.size:
+                raise BitstreamError(f"{entry.name}: codebook index beyond its {codebook.size} values")
             out[entry.name] = np.concatenate([[0.0], codebook.ravel()]).astype(np.float32)[indices]
     dtypes = {entry.name: entry.dtype for entry in container.tensors}
     return {name: value.astype(dtypes[name], copy=False) for name, value in out.items()}
 
 
-def _skeleton(description: dict[str, Any], trusted_factory: str | None) -> tuple[ArchSpec, dict[str, Any]]:
-    """The architecture a file describes, built on the meta device (no memory, no code from the file).
+def _skeleton(
+    spec: ArchSpec, table: dict[str, dict[str, Any]], trusted_factory: str | None, limits: Limits
+) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the architecture a file describes, built on the meta device (no memory).
+
+    ``bounds.description`` has bounded a built-in architecture and the layer table already; a
+    user factory, built only when trusted, is bounded here.
 
     Raises:
-        BitstreamError: A user factory that was not trusted, or a description that does not build.
+        BitstreamError: A user factory that was not trusted, a description that does not build, or
+            more parameters than the limit.
     """
-    try:
-        spec = ArchSpec.from_dict(description["arch"])
-        table = description.get("layers", {})
-    except (KeyError, TypeError, ValueError, NnslimError) as exc:
-        raise BitstreamError(f"the file's architecture is malformed ({exc})") from None
-    if spec.name not in REGISTRY and spec.name != trusted_factory:
+    if not is_trusted(spec.name, trusted_factory):
         raise BitstreamError(
-            f"the file's architecture is the user factory {spec.name!r}; nnslim runs no code a file names "
+            f"the file's architecture is the user factory {shorten(spec.name)}; nnslim runs no code a file names "
             "unless told to trust that factory"
         )
     try:
         with torch.device("meta"):
             skeleton = layers.apply(build(spec), table)
-    except Exception as exc:  # a hostile table can make a layer constructor raise anything
-        raise BitstreamError(f"the file's architecture cannot be built ({exc})") from None
-    return spec, {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
+    except (TypeError, ValueError, RuntimeError, NnslimError) as exc:
+        raise BitstreamError(f"the file's architecture cannot be built ({shorten(str(exc), 200)})") from None
+    shapes = {name: tuple(value.shape) for name, value in skeleton.state_dict().items()}
+    parameters = sum(math.prod(shape) for shape in shapes.values())
+    if parameters > limits.max_params:
+        raise BitstreamError(
+            f"architecture {shorten(spec.name)}: {parameters} parameters; the limit is {limits.max_params} "
+            "(see --max-params)"
+        )
+    return shapes
 
 
-def unpack(data: bytes, trusted_factory: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def unpack(
+    data: bytes, trusted_factory: str | None = None, *, max_params: int = DEFAULT_MAX_PARAMS
+) -> tuple[nn.Module, dict[str, Any]]:
     """Decode `.nnsl` bytes into a runnable filter of the slim architecture, in eval mode.
 
-    The architecture is first built without memory and its tensor shapes compared with the
-    file's tensor table, so a hostile header cannot make nnslim allocate what the file does not hold.
+    Every size the file declares is checked against the limits first (``container.Limits``), the
+    architecture's from its description alone; then the architecture is built without memory and
+    its tensor shapes compared with the file's tensor table, so a hostile file cannot make nnslim
+    allocate what the file does not hold. Only then are the tensors decoded and the model built.
 
     Args:
         data: The file's bytes.
         trusted_factory: A user architecture (``file.py:factory``) that may be built; files
             naming any other factory are refused, since building it runs its code.
+        max_params: Most parameters the filter may have.
 
     Returns:
         The model and its description (``arch``, ``layers``, ``training``, ``packing``), the
         shape of a filter file's JSON.
 
     Raises:
-        BitstreamError: A corrupt file, an untrusted factory, or tensors that do not fit the architecture.
+        BitstreamError: A corrupt file, one over a limit, an untrusted factory, or tensors that do
+            not fit the architecture.
+        NnslimError: A ``max_params`` that is not a positive integer.
     """
-    container = read(data)
+    limits = Limits.for_params(max_params)
+    container = read(data, limits)
     description = container.model
-    spec, shapes = _skeleton(description, trusted_factory)
+    spec, table = bounds.description(description, limits)
+    check_table(container)
+    shapes = _skeleton(spec, table, trusted_factory, limits)
     stored = {e.name: e.shape for e in container.tensors if not e.name.endswith(SIDE)}
     if stored != shapes:
         wrong = sorted(set(stored.items()) ^ set(shapes.items()))[0][0]
-        raise BitstreamError(f"the tensor table does not fit the architecture (first difference: {wrong!r})")
-    tensors = decode_tensors(container)
-    model = layers.apply(build(spec), description.get("layers", {}))
+        raise BitstreamError(f"the tensor table does not fit the architecture (first difference: {shorten(wrong)})")
+    tensors = decode_tensors(container, limits)
+    model = layers.apply(build(spec), table)
     model.load_state_dict({name: torch.from_numpy(tensors[name].copy()) for name in shapes})
     model.eval()
     return model, description
@@ -272,53 +376,70 @@ def _entropy_bits(symbols: np.ndarray) -> float:
 
 def _symbols(entry: TensorEntry, values: np.ndarray) -> np.ndarray:
     """What the coder codes of a decoded tensor: NNR levels, shared-weight indices, or the raw values."""
-    if entry.coder == "nnr" and "qp" in entry.params:
-        return np.rint(values / nnr.step_size(int(entry.params["qp"]))).astype(np.int64)
+    if entry.coder == "nnr" and entry.params.get("codebook") is None:
+        with np.errstate(invalid="ignore", over="ignore"):  # a hostile bitstream may decode to infinities
+            return np.rint(values / nnr.step_size(entry.params["qp"])).astype(np.int64)
     return values
 
 
-def summary(data: bytes) -> dict[str, Any]:
-    """What a file holds: its description, chunks, and per tensor the real bytes beside an entropy estimate.
+def _estimate(entry: TensorEntry, values: np.ndarray) -> dict[str, Any]:
+    """A decoded tensor's entropy estimate (bits) and non-zero count."""
+    if entry.coder == "raw":
+        estimate = 8.0 * np.dtype(RAW_TYPES[entry.params["stored"]]).itemsize * entry.elements
+    else:
+        estimate = _entropy_bits(_symbols(entry, values))
+    return {"entropy_bits": estimate, "nonzero": int(np.count_nonzero(values))}
 
-    The estimate is the zeroth-order entropy of what the coder codes (NNR quantization levels,
+
+def summary(data: bytes, decode: bool = False, *, max_params: int = DEFAULT_MAX_PARAMS) -> dict[str, Any]:
+    """What a file holds: its description, chunks and tensor table, read and checked without building anything.
+
+    With ``decode``, each tensor also gets its non-zero count and an entropy estimate beside the
+    real bytes: the zeroth-order entropy of what the coder codes (NNR quantization levels,
     shared-weight values, or raw values at their stored width), which context-adaptive coding
     (DeepCABAC) can beat. A chunk shared by several tensors (one NNR bitstream) is listed once.
 
+    Args:
+        data: The file's bytes.
+        decode: Decode the tensors for the estimates.
+        max_params: Most parameters the filter may have.
+
     Raises:
-        BitstreamError: A corrupt file.
+        BitstreamError: A corrupt file, or one over a limit.
+        NnslimError: A ``max_params`` that is not a positive integer.
     """
-    container = read(data)
-    tensors = decode_tensors(container)
+    limits = Limits.for_params(max_params)
+    container = read(data, limits)
+    bounds.description(container.model, limits)
+    check_table(container)
+    tensors = decode_tensors(container, limits) if decode else {}
     rows: list[dict[str, Any]] = []
     for entry in container.tensors:
-        values = tensors[entry.name]
-        if entry.coder == "raw":
-            estimate = 8.0 * np.dtype(RAW_TYPES[entry.params["stored"]]).itemsize * entry.elements
-        else:
-            estimate = _entropy_bits(_symbols(entry, values))
         row: dict[str, Any] = {
             "name": entry.name,
             "shape": list(entry.shape),
             "coder": entry.coder,
             "chunk": entry.chunk,
             "params": entry.params,
-            "entropy_bits": estimate,
-            "nonzero": int(np.count_nonzero(values)),
         }
         if entry.coder == "huffman":
-            row["compression_rate"] = huffman.compression_rate(entry.elements, int(entry.params["clusters"]))
+            row["compression_rate"] = huffman.compression_rate(entry.elements, entry.params["clusters"])
+        if decode:
+            row |= _estimate(entry, tensors[entry.name])
         rows.append(row)
     chunks = [
         {"index": i, "bytes": len(chunk), "tensors": [e.name for e in container.tensors if e.chunk == i]}
         for i, chunk in enumerate(container.chunks)
     ]
     payload = sum(len(c) for c in container.chunks)
-    return {
+    info = {
         "bytes": len(data),
         "payload_bytes": payload,
         "header_bytes": len(data) - payload,
         "model": container.model,
         "chunks": chunks,
         "tensors": rows,
-        "entropy_bytes": sum(r["entropy_bits"] for r in rows) / 8.0,
     }
+    if decode:
+        info["entropy_bytes"] = sum(r["entropy_bits"] for r in rows) / 8.0
+    return info

@@ -9,6 +9,10 @@ from torch import nn
 
 from nnslim.errors import NnslimError
 
+BEYOND = 8
+"""QPs tried past the bisection's answer: NNR's loss is not monotone in QP (QP -24 can be within a
+budget that -23 and -22 miss), so a coarser QP can still fit. Eight more QPs quadruple the step."""
+
 
 def search_qp(
     encode: Callable[[int], bytes],
@@ -18,12 +22,15 @@ def search_qp(
     max_loss: float,
     qps: range = range(-64, 0),
     on_trial: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[bytes, list[dict[str, Any]]]:
-    """Bisect the QP for the smallest file whose decoded filter loses at most ``max_loss`` dB.
+    beyond: int = BEYOND,
+) -> tuple[int, bytes, list[dict[str, Any]]]:
+    """The coarsest QP whose decoded filter loses at most ``max_loss`` dB, of the QPs tried.
 
-    Each trial encodes at a QP, decodes, and measures the decoded filter with ``psnr``. The loss
-    is taken as growing with the QP (coarser steps), which bisection needs; every trial is
-    returned so that the assumption can be checked.
+    Bisection finds where the loss crosses the budget; since the loss is not monotone in QP,
+    the ``beyond`` QPs coarser than the bisection's answer are tried as well, and the coarsest
+    QP within the budget among all those tried is chosen. Each trial encodes at a QP, decodes,
+    and measures the decoded filter with ``psnr`` (on validation data: the choice is never made
+    on the data it is reported on).
 
     Args:
         encode: The file at a QP (``pack`` with that QP, for instance).
@@ -33,34 +40,40 @@ def search_qp(
         max_loss: Loss budget in dB.
         qps: The QPs searched.
         on_trial: Called with each trial's row.
+        beyond: QPs tried past the bisection's answer.
 
     Returns:
-        The chosen file's bytes and the trials (``qp``, ``bytes``, ``psnr_y``, ``loss_db``, ``within``).
+        The chosen QP, its file's bytes, and every trial in the order tried (``qp``, ``bytes``,
+        ``psnr_y``, ``loss_db``, ``within``).
 
     Raises:
         NnslimError: No QP in range within the budget.
     """
-    trials: list[dict[str, Any]] = []
+    trials: dict[int, dict[str, Any]] = {}
     files: dict[int, bytes] = {}
 
     def trial(qp: int) -> bool:
-        data = encode(qp)
-        value = psnr(decode(data))
-        row = {"qp": qp, "bytes": len(data), "psnr_y": value, "loss_db": reference_psnr - value}
-        row["within"] = row["loss_db"] <= max_loss
-        trials.append(row)
-        files[qp] = data
-        if on_trial:
-            on_trial(row)
-        return bool(row["within"])
+        if qp not in trials:
+            data = encode(qp)
+            value = psnr(decode(data))
+            row = {"qp": qp, "bytes": len(data), "psnr_y": value, "loss_db": reference_psnr - value}
+            row["within"] = row["loss_db"] <= max_loss
+            trials[qp] = row
+            files[qp] = data
+            if on_trial:
+                on_trial(row)
+        return bool(trials[qp]["within"])
 
     low, high = qps.start, qps.stop - 1
     if not trial(low):
-        raise NnslimError(f"even QP {low} loses {trials[-1]['loss_db']:.3f} dB, more than the {max_loss} dB budget")
+        raise NnslimError(f"even QP {low} loses {trials[low]['loss_db']:.3f} dB, more than the {max_loss} dB budget")
     while low < high:
         middle = (low + high + 1) // 2
         if trial(middle):
             low = middle
         else:
             high = middle - 1
-    return files[low], trials
+    for qp in range(low + 1, min(low + beyond, qps.stop - 1) + 1):
+        trial(qp)
+    chosen = max(qp for qp, row in trials.items() if row["within"])
+    return chosen, files[chosen], list(trials.values())

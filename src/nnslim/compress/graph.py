@@ -127,6 +127,7 @@ class ChannelGraph:
         inputs: Per consumer layer (Conv2d/Linear), the unit of each input channel.
         channelwise: Per BatchNorm2d/PReLU layer, the unit of each channel.
         fixed: Units that reach the model's input or output, or are mixed across channels.
+        output_layers: Producer layers whose output reaches the model's output through no other producer.
     """
 
     model: nn.Module
@@ -134,6 +135,7 @@ class ChannelGraph:
     inputs: dict[str, list[int]] = field(default_factory=dict)
     channelwise: dict[str, list[int]] = field(default_factory=dict)
     fixed: set[int] = field(default_factory=set)
+    output_layers: list[str] = field(default_factory=list)
 
     def units(self) -> list[int]:
         """The prunable units, in the order their first producer appears."""
@@ -204,7 +206,26 @@ def trace(model: nn.Module) -> ChannelGraph:
             ShapeProp(module).propagate(*args)
     finally:
         model.train(was_training)
-    return _Walker(model).run(graph)
+    result = _Walker(model).run(graph)
+    result.output_layers = _output_layers(graph, result)
+    return result
+
+
+def _output_layers(graph: fx.Graph, channels: ChannelGraph) -> list[str]:
+    """Producers reached by walking back from the output through anything but another producer."""
+    found: list[str] = []
+    seen: set[fx.Node] = set()
+    stack = [node for node in graph.nodes if node.op == "output"]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op == "call_module" and str(node.target) in channels.outputs:
+            found.append(str(node.target))
+            continue
+        stack.extend(node.all_input_nodes)
+    return sorted(found)
 
 
 def _shape(node: Any) -> torch.Size | None:

@@ -99,6 +99,13 @@ def rank_for_energy(conv: nn.Conv2d, energy: float, *, name: str = "convolution"
     return min(int(torch.searchsorted(kept, torch.tensor([energy], dtype=kept.dtype))) + 1, squares.numel())
 
 
+def _check_rank(conv: nn.Conv2d, rank: int, name: str) -> None:
+    n, c, d, _ = conv.weight.shape
+    full = min(c * d, n * d)
+    if not 1 <= rank <= full:
+        raise NnslimError(f"{name}: rank must be from 1 to {full}, got {rank}")
+
+
 def decompose(conv: nn.Conv2d, rank: int, *, name: str = "convolution") -> SeparableConv2d:
     """Split a d x d convolution into a d x 1 then a 1 x d one of ``rank`` channels between (closed-form SVD).
 
@@ -114,10 +121,8 @@ def decompose(conv: nn.Conv2d, rank: int, *, name: str = "convolution") -> Separ
         NnslimError: A convolution that cannot be split, or a rank out of range.
     """
     padding = _check(conv, name)
+    _check_rank(conv, rank, name)
     n, c, d, _ = conv.weight.shape
-    full = min(c * d, n * d)
-    if not 1 <= rank <= full:
-        raise NnslimError(f"{name}: rank must be from 1 to {full}, got {rank}")
     u, s, vh = torch.linalg.svd(_matrix(conv), full_matrices=False)
     root = s[:rank].sqrt()
     vertical = (u[:, :rank] * root).T.reshape(rank, c, d, 1)
@@ -144,8 +149,20 @@ def _conv(model: nn.Module, name: str) -> nn.Conv2d:
     return module
 
 
+def saves(conv: nn.Conv2d, rank: int) -> bool:
+    """Whether a split of this rank holds fewer weights (so fewer MACs per pixel) than the kernel.
+
+    That is K (C + N) d < N C d^2 for a d x d kernel N <- C.
+    """
+    n, c, d, _ = conv.weight.shape
+    return rank * (c + n) * d < n * c * d * d
+
+
 def apply_lowrank(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
     """A deep copy of the model with each named convolution replaced by its separable split.
+
+    A convolution whose split at the given rank would hold as many weights as the kernel or more
+    is left alone: a split never enlarges a layer.
 
     Args:
         model: The filter; left unchanged.
@@ -156,7 +173,11 @@ def apply_lowrank(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
     """
     result = copy.deepcopy(model)
     for name, rank in ranks.items():
-        split = decompose(_conv(result, name), rank, name=name)
+        conv = _conv(result, name)
+        _check_rank(conv, rank, name)
+        if not saves(conv, rank):
+            continue
+        split = decompose(conv, rank, name=name)
         parent, _, attr = name.rpartition(".")
         setattr(result.get_submodule(parent), attr, split)
     return result

@@ -55,6 +55,7 @@ class Iterate:
         round_to: Keep channel counts at multiples of this where possible.
         minimum: Fewest channels kept in any group.
         target: Stop once the parameters are at most this fraction of the original.
+        prune_output: Let sparsity reach the layers that write the output (left dense by default).
         finetune: Retraining after each round.
     """
 
@@ -66,6 +67,7 @@ class Iterate:
     round_to: int = 8
     minimum: int = 8
     target: float = 0.14
+    prune_output: bool = False
     finetune: FineTune = field(default_factory=lambda: FineTune(steps=1000))
 
     def __post_init__(self) -> None:
@@ -80,11 +82,13 @@ class Prune:
     Attributes:
         sparsity: Fraction of weights set to zero.
         scope: ``global`` or ``layer``.
+        prune_output: Let sparsity reach the layers that write the output (left dense by default).
         finetune: Retraining with the masks held.
     """
 
     sparsity: float = 0.7
     scope: str = "layer"
+    prune_output: bool = False
     finetune: FineTune = field(default_factory=FineTune)
 
 

@@ -60,12 +60,23 @@ class Context:
             self.status(text)
 
 
-def measure(model: nn.Module, ctx: Context) -> dict[str, float | None]:
-    """Size, complexity, quality and speed of one model."""
+def is_identity(model: nn.Module, ctx: Context) -> bool:
+    """Whether a filter returns its input unchanged on a training frame (it has collapsed)."""
+    pair = ctx.train[0]
+    x = torch.from_numpy(pair.decoded[:1, None].astype(np.float32) / 255.0)
+    inputs = (x, torch.full((1,), float(pair.qp))) if takes_qp(model) else (x,)
+    model.eval()
+    with torch.no_grad():
+        return bool((model(*inputs) - inputs[0]).abs().max() == 0)
+
+
+def measure(model: nn.Module, ctx: Context) -> dict[str, Any]:
+    """Size, complexity, quality and speed of one model, and whether it collapsed to the identity."""
     ctx.say("measuring")
     val = validate(model, ctx.validation)
     test = validate(model, ctx.test) if ctx.test else {}
     return {
+        "identity": is_identity(model, ctx),
         "parameters": parameter_count(model),
         "kmac_per_pixel": kmac_per_pixel(model),
         "validation_psnr_y": val["psnr_y_filtered"],
@@ -101,10 +112,24 @@ def _keep_zeros(model: nn.Module) -> None:
     sparsity.apply_masks(model, masks)
 
 
+def output_layers(model: nn.Module) -> list[str]:
+    """The Conv2d and Linear layers that write the filter's output (both halves of a split one)."""
+    ends = trace(model).output_layers
+    return [
+        name for name in sparsity.prunable_weights(model) if any(name == e or name.startswith(e + ".") for e in ends)
+    ]
+
+
+def apply_sparsity(model: nn.Module, level: float, scope: str, prune_output: bool) -> None:
+    """Magnitude sparsity at ``level``, leaving the output layers dense unless ``prune_output``."""
+    skip = [] if prune_output else output_layers(model)
+    sparsity.apply_masks(model, sparsity.magnitude_masks(model, level, scope, skip))
+
+
 def prune_round(model: nn.Module, stage: Iterate, round_index: int, ctx: Context) -> tuple[nn.Module, dict[str, Any]]:
     """One round of the BBC loop: sparsity, activation pruning, retraining with the zeros held."""
     level = sparsity.gradual_sparsity(round_index + 1, stage.rounds, stage.sparsity)
-    sparsity.apply_masks(model, sparsity.magnitude_masks(model, level, stage.scope))
+    apply_sparsity(model, level, stage.scope, stage.prune_output)
     constraints.finalize(model)
     ctx.say(f"round {round_index + 1}: activation pruning")
     graph = trace(model)
@@ -167,13 +192,20 @@ def apply_quantize(model: nn.Module, stage: Quantize) -> dict[str, dict[str, Any
 
 
 class Run:
-    """One compression run in an output folder: its steps, its saved models, and resuming."""
+    """One compression run in an output folder: its steps, its saved models, and resuming.
 
-    def __init__(self, original: Path, recipe: Recipe, ctx: Context, out: Path, log: Log) -> None:
+    ``trusted_factory`` is the user architecture (``file.py:factory``) that the original filter,
+    and so every step saved from it, may name (see ``load_filter``).
+    """
+
+    def __init__(
+        self, original: Path, recipe: Recipe, ctx: Context, out: Path, log: Log, trusted_factory: str | None = None
+    ) -> None:
         self.original, self.recipe, self.ctx, self.out, self.log = original, recipe, ctx, out, log
+        self.trusted_factory = trusted_factory
         self.work = out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.model, self.meta = load_filter(original)
+        self.model, self.meta = load_filter(original, trusted_factory)
         self.steps: list[dict[str, Any]] = []
         settings = {"recipe": recipe.to_dict(), "original": str(original), "max_loss": ctx.max_loss}
         self.settings = json.loads(json.dumps(settings))  # as saved: tuples become lists
@@ -191,6 +223,7 @@ class Run:
             f"step {len(self.steps) - 1} ({row['kind']}): {row['parameters']:,} parameters, "
             f"{row['kmac_per_pixel']:.1f} kMAC/px, validation loss {row['loss_db']:+.3f} dB"
             + (f", {row['ms_per_1080p']:.0f} ms per 1080p frame" if row["ms_per_1080p"] is not None else "")
+            + ("; the filter has collapsed to the identity (it no longer changes its input)" if row["identity"] else "")
         )
 
     def _resume(self) -> tuple[int, int]:
@@ -202,7 +235,7 @@ class Run:
             raise NnslimError(f"{path} was written with other settings; use another --out or the same settings")
         self.steps = saved["steps"]
         last = self.steps[-1]
-        self.model, _ = load_filter(self.work / f"step{last['kept']:03d}.pt")
+        self.model, _ = load_filter(self.work / f"step{last['kept']:03d}.pt", self.trusted_factory)
         self.log(f"resuming after step {len(self.steps) - 1}")
         if last["stage"] < 0 or last["done"]:
             return last["stage"] + 1, 0
@@ -227,7 +260,7 @@ class Run:
                 continue
             model = copy.deepcopy(self.model)
             if isinstance(stage, Prune):
-                sparsity.apply_masks(model, sparsity.magnitude_masks(model, stage.sparsity, stage.scope))
+                apply_sparsity(model, stage.sparsity, stage.scope, stage.prune_output)
                 _retrain(model, self.ctx, stage.finetune, self.ctx.base.seed)
                 constraints.finalize(model)
             elif isinstance(stage, LowRank):
@@ -251,7 +284,7 @@ class Run:
             if not self.steps[-1]["within_budget"]:
                 best = self.best_within_budget()
                 self.log(f"over the loss budget; keeping step {best}")
-                self.model, _ = load_filter(self.work / f"step{best:03d}.pt")
+                self.model, _ = load_filter(self.work / f"step{best:03d}.pt", self.trusted_factory)
                 self.steps[-1] |= {"done": True, "kept": best}
                 atomic_write_json(self.work / "steps.json", {"settings": self.settings, "steps": self.steps})
                 return

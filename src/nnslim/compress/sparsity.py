@@ -21,6 +21,10 @@ from nnslim.compress.constraints import parametrizations_of
 from nnslim.errors import NnslimError
 
 SCOPES = ("global", "layer")
+MAX_LAYER_SPARSITY = 0.9
+"""No layer loses more than this share of its weights, whatever the global threshold says: a layer
+with all its weights zero would cut the network (an output layer that starts at zero, as residual
+filters do, keeps the smallest weights after a short training and would be emptied first)."""
 
 
 class Mask(nn.Module):
@@ -73,12 +77,17 @@ def _keep_largest(magnitude: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 
 def magnitude_masks(
-    model: nn.Module, sparsity: float, scope: str = "global", skip: Iterable[str] = ()
+    model: nn.Module,
+    sparsity: float,
+    scope: str = "global",
+    skip: Iterable[str] = (),
+    max_layer_sparsity: float = MAX_LAYER_SPARSITY,
 ) -> dict[str, torch.Tensor]:
     """Boolean keep-masks that zero the smallest weights.
 
     Weights that are already zero (earlier pruning included) count as pruned and stay pruned.
-    Biases are never pruned.
+    Biases are never pruned. No layer is pruned beyond ``max_layer_sparsity`` of its weights:
+    under a global threshold, a layer that would lose more keeps its largest weights instead.
 
     Args:
         model: The filter; a layer's current (masked) weight is what gets ranked.
@@ -86,6 +95,7 @@ def magnitude_masks(
         scope: ``global`` ranks all layers' magnitudes together (one threshold); ``layer`` zeros
             that fraction in every layer.
         skip: Names of layers to leave dense (for instance the first and last convolutions).
+        max_layer_sparsity: The largest share of any one layer's weights set to zero, in [0, 1).
 
     Returns:
         A keep-mask (True = keep) per pruned layer, shaped like its weight.
@@ -94,6 +104,7 @@ def magnitude_masks(
         NnslimError: A sparsity out of range, an unknown scope, or a skipped name that is not a layer.
     """
     _check_fraction(sparsity, "sparsity")
+    _check_fraction(max_layer_sparsity, "max_layer_sparsity")
     if scope not in SCOPES:
         raise NnslimError(f"unknown pruning scope {scope!r}; choose from {', '.join(SCOPES)}")
     skipped = set(prunable_weights(model, skip))
@@ -101,12 +112,20 @@ def magnitude_masks(
         name: layer.weight.detach().abs() for name, layer in prunable_weights(model).items() if name not in skipped
     }
     if scope == "layer":
-        return {name: _keep_largest(magnitude, sparsity) for name, magnitude in magnitudes.items()}
+        return {name: _keep_largest(m, min(sparsity, max_layer_sparsity)) for name, m in magnitudes.items()}
     if not magnitudes:
         return {}
     keep = _keep_largest(torch.cat([m.flatten() for m in magnitudes.values()]), sparsity)
     pieces = keep.split([m.numel() for m in magnitudes.values()])
-    return {name: piece.view_as(m) for (name, m), piece in zip(magnitudes.items(), pieces, strict=True)}
+    masks = {name: piece.view_as(m) for (name, m), piece in zip(magnitudes.items(), pieces, strict=True)}
+    return {
+        name: _keep_largest(magnitudes[name], max_layer_sparsity) if _zero_share(mask) > max_layer_sparsity else mask
+        for name, mask in masks.items()
+    }
+
+
+def _zero_share(keep: torch.Tensor) -> float:
+    return 1.0 - int(keep.sum()) / max(keep.numel(), 1)
 
 
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:

@@ -31,6 +31,15 @@ class DemoMode:
     repetitions: int
     codecs: str
 
+    def cuts(self) -> str:
+        """What this mode leaves out of a full run, for the report."""
+        frames = f"the first {self.frames} frames of each sequence" if self.frames else "every frame"
+        return (
+            f"{self.name} mode: {frames}; the full recipe shortened to {self.rounds} pruning rounds and "
+            f"{self.finetune_steps} retraining steps per stage (the full-length bbc recipe runs 8 rounds of 1000 "
+            f"steps); runtimes are the median of {self.repetitions} timed frames; codecs {self.codecs}."
+        )
+
     def recipe_toml(self) -> str:
         """The compression recipe: the `full` recipe's stages, shortened."""
         return (
@@ -95,11 +104,14 @@ def _codec_section(codecs: dict[str, Any], out: Path) -> Section:
     columns = [("codec", "codec"), ("preset", "preset"), ("kbps", "mean kbit/s"), ("psnr_y", "mean Y-PSNR")]
     columns += [(f"bd_rate_vs_{anchor}", f"BD-rate vs {anchor} (%)"), ("encode_s", "encode s")]
     formats = {"kbps": ".1f", "psnr_y": ".2f", f"bd_rate_vs_{anchor}": "+.2f", "encode_s": ".2f"}
-    note = f"Sequences {', '.join(codecs['settings']['sequences'])}; QPs {codecs['settings']['qps']}."
+    note = (
+        f"Measured in this run. Sequences {', '.join(codecs['settings']['sequences'])}; "
+        f"QPs {codecs['settings']['qps']}."
+    )
     return Section("Codec comparison", note, [Table(codecs["summary"], columns, formats)], [out / "rd_codecs.png"])
 
 
-def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out: Path) -> Section:
+def _evaluation_section(evaluation: dict[str, Any], out: Path, title: str, source: str, plot: str) -> Section:
     perf, size = evaluation["performance"], evaluation["size"]
     rd_rows = []
     for row in perf["rows"]:
@@ -110,13 +122,13 @@ def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out:
         ):
             rd_rows.append({"codec": label, "sequence": row["sequence"], "kbps": row["kbps"], "psnr_y": row[key]})
     if len({r["qp"] for r in perf["rows"]}) > 1:
-        plot_rd_curves(rd_rows, out / "rd_filters.png")
+        plot_rd_curves(rd_rows, out / plot)
     else:
         gains = {
             label: [r[key] - r["psnr_y_codec"] for r in perf["rows"]]
             for label, key in (("+ filter", "psnr_y_original"), ("+ compressed filter", "psnr_y_reconstructed"))
         }
-        plot_gains([r["sequence"] for r in perf["rows"]], gains, out / "rd_filters.png")
+        plot_gains([r["sequence"] for r in perf["rows"]], gains, out / plot)
     sides = ("original", "reconstructed")
     measures = [
         ("size (bytes)", size["original_fp32_bytes"], size["compressed_bytes"], ","),
@@ -161,11 +173,11 @@ def _evaluation_section(evaluation: dict[str, Any], packed: dict[str, Any], out:
     )
     percent = 100.0 * size["compressed_bytes"] / size["original_fp32_bytes"]
     note = (
-        f"Size ratio {size['ratio']:.1f}x ({percent:.2f}% of the fp32 filter); "
+        f"{source} Size ratio {size['ratio']:.1f}x ({percent:.2f}% of the fp32 filter); "
         f"Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup {evaluation['runtime']['speedup_torch']:.2f}x in PyTorch, "
         f"{evaluation['runtime']['speedup_onnxruntime']:.2f}x in ONNX Runtime. QPs {evaluation['qps']}."
     )
-    return Section("Evaluation (MPEG-NNR style)", note, [table, seq_table], [out / "rd_filters.png"])
+    return Section(title, note, [table, seq_table], [out / plot])
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -179,8 +191,10 @@ def _lowrank_section(table: dict[str, Any]) -> Section:
     columns += [("runtime_pct", "runtime %")]
     formats = {"size_pct": ".0f", "psnr": ".2f", "runtime_pct": ".0f"}
     note = (
-        "Seed 002's low-rank variant of the postfilter (layers 2 and 3 split at K = 32 and 24), measured here "
-        "beside the published table. Their PSNR is on their own test set; ours on our test split."
+        "Read from the committed file benchmarks/results/lowrank_table.json (written by "
+        "benchmarks/lowrank_table.py), not measured in this run. Seed 002's low-rank variant of the postfilter "
+        "(layers 2 and 3 split at K = 32 and 24) beside the published table. Their PSNR is on their own test "
+        "set; ours on our test split."
     )
     return Section(
         "Low-rank kernels (seed 002)",
@@ -192,10 +206,22 @@ def _lowrank_section(table: dict[str, Any]) -> Section:
     )
 
 
-def build_report(out: Path, title: str, crops: dict[str, np.ndarray] | None, lowrank: Path | None) -> Path:
-    """Assemble the report from a demo folder's JSON files, drawing every figure from the numbers."""
+def build_report(
+    out: Path, title: str, crops: dict[str, np.ndarray] | None, lowrank: Path | None, cuts: str = ""
+) -> Path:
+    """Assemble the report from a demo folder's JSON files, drawing every figure from the numbers.
+
+    Args:
+        out: The demo folder.
+        title: Page title.
+        crops: Visual comparison panels, or None to keep an existing ``crops.png``.
+        lowrank: The committed low-rank table, or None.
+        cuts: What the demo's mode left out of a full run, said at the top of the report.
+    """
     sections = []
     figures: dict[str, Any] = {}
+    if cuts:
+        sections.append(Section("What this run measured", cuts))
     codecs = _read(out / "codecs.json")
     if codecs:
         sections.append(_codec_section(codecs, out))
@@ -203,19 +229,39 @@ def build_report(out: Path, title: str, crops: dict[str, np.ndarray] | None, low
     steps = _read(out / "compress" / "steps.json")
     if steps:
         plot_pruning_steps(steps["steps"], out / "steps.png")
-        note = "Parameters, Y-PSNR and ms per 1080p frame at every compression step (seed 000's picture)."
+        note = (
+            "Measured in this run. Parameters, Y-PSNR and ms per 1080p frame (one timed frame per step, "
+            "indicative only) at every compression step (seed 000's picture)."
+        )
         sections.append(Section("Compression steps", note, images=[out / "steps.png"]))
         figures["steps"] = steps["steps"]
     evaluation, packed = _read(out / "evaluate.json"), _read(out / "pack.json")
     if evaluation:
-        sections.append(_evaluation_section(evaluation, packed, out))
+        source = (
+            "The filter compressed in this run by the shortened recipe, packed and decoded, measured in this run. "
+            f"NNR QP {packed.get('chosen', {}).get('qp', 'n/a')}, chosen on validation."
+        )
+        heading = "Evaluation: compressed in this run"
+        sections.append(_evaluation_section(evaluation, out, heading, source, "rd_filters.png"))
         figures["evaluation"] = {k: v for k, v in evaluation.items() if k != "performance"}
         figures["pack"] = {k: v for k, v in packed.items() if k != "trials"}
+    shipped = _read(out / "evaluate_shipped.json")
+    if shipped:
+        source = (
+            f"The shipped slim filter {Path(shipped['file']).name} (committed; made by the full-length bbc recipe, "
+            "see models/CARD.md), decoded and measured in this run on the same frames and QPs."
+        )
+        heading = "Evaluation: the shipped slim filter"
+        sections.append(_evaluation_section(shipped, out, heading, source, "rd_shipped.png"))
+        figures["evaluation_shipped"] = {k: v for k, v in shipped.items() if k != "performance"}
     if lowrank is not None and lowrank.is_file():
         sections.append(_lowrank_section(json.loads(lowrank.read_text())))
     if crops:
         plot_crops(crops, out / "crops.png")
     if (out / "crops.png").is_file():
-        note = "First frame of a test sequence, where the codec's error is largest; pixels enlarged 3x."
+        note = (
+            "Measured in this run. First frame of a test sequence, where the codec's error is largest; "
+            "pixels enlarged 3x."
+        )
         sections.append(Section("Visual comparison", note, images=[out / "crops.png"]))
     return write_report(title, sections, figures, out / "report")

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from nnslim.bitstream.pack import unpack
+from nnslim.bitstream.pack import DEFAULT_MAX_PARAMS, unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.runtime import export_onnx, onnx_ms_per_frame, torch_ms_per_frame
-from nnslim.models.apply import filter_frames
+from nnslim.evaluate.runtime import EXAMPLE_QP, export_onnx, interleaved_frames, onnx_runner, onnx_session
+from nnslim.models.apply import filter_frames, torch_runner
 from nnslim.models.assess import summarise
 from nnslim.models.filters import kmac_per_pixel, parameter_count
 from nnslim.models.train import save_filter
@@ -49,7 +49,7 @@ def high_water_mib():
     raise SystemExit("no VmHWM in /proc/self/status")
 
 torch.set_num_threads(int(sys.argv[4]))
-model, meta = load_filter(Path(sys.argv[1]))
+model, meta = load_filter(Path(sys.argv[1]), sys.argv[5] or None)
 plane = np.random.default_rng(0).integers(0, 256, (int(sys.argv[3]), int(sys.argv[2])), dtype=np.uint8)
 idle = high_water_mib()
 with torch.inference_mode():
@@ -70,6 +70,7 @@ class EvaluateConfig:
         height: Frame height for runtime and memory.
         repetitions: Timed frames per filter and runtime.
         threads: CPU threads for the runtimes (every core when None).
+        max_params: The most parameters the file's filter may have (see ``container.Limits``).
     """
 
     codec: str
@@ -77,8 +78,9 @@ class EvaluateConfig:
     frames: int | None = None
     width: int = 1920
     height: int = 1080
-    repetitions: int = 3
+    repetitions: int = 5
     threads: int | None = None
+    max_params: int = DEFAULT_MAX_PARAMS
 
 
 def check_match(original_meta: dict[str, Any], description: dict[str, Any]) -> None:
@@ -96,16 +98,25 @@ def check_match(original_meta: dict[str, Any], description: dict[str, Any]) -> N
             raise NnslimError(f"the file's filter was trained for {key} {other}, the original for {mine}")
 
 
-def memory(model: nn.Module, meta: dict[str, Any], width: int, height: int, threads: int) -> dict[str, float]:
+def memory(
+    model: nn.Module,
+    meta: dict[str, Any],
+    width: int,
+    height: int,
+    threads: int,
+    trusted_factory: str | None = None,
+) -> dict[str, float]:
     """Peak resident memory of a fresh process that loads the filter and filters one frame (MiB).
 
     Read from Linux's ``VmHWM``. ``idle_rss_mib`` is the high-water mark after loading Python,
-    PyTorch, the model and the frame, so the peak minus it is what filtering added.
+    PyTorch, the model and the frame, so the peak minus it is what filtering added. The process
+    builds the filter's user architecture only if it is ``trusted_factory``.
     """
     with tempfile.TemporaryDirectory(prefix="nnslim-memory-") as scratch:
         path = Path(scratch) / "filter.pt"
         save_filter(model, path, meta)
         argv = [sys.executable, "-c", MEMORY_PROBE, str(path), str(width), str(height), str(threads)]
+        argv.append(trusted_factory or "")
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise NnslimError(f"the memory probe failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -170,6 +181,7 @@ def evaluate(
     config: EvaluateConfig,
     cache: Path,
     on_step: Callable[[str], None] = lambda _: None,
+    trusted_factory: str | None = None,
 ) -> dict[str, Any]:
     """The evaluation table of an original filter and its `.nnsl` file, all measured here.
 
@@ -181,6 +193,8 @@ def evaluate(
         config: Codec, QPs, frames and runtime settings.
         cache: Encode cache.
         on_step: Progress labels.
+        trusted_factory: The user architecture (``file.py:factory``) the file may name; a file
+            naming any other user factory is refused (see ``unpack``).
 
     Returns:
         ``size``, ``performance`` (rows per sequence and QP, per-sequence and mean gains and
@@ -188,10 +202,11 @@ def evaluate(
         ``original`` and ``reconstructed`` sides.
 
     Raises:
-        NnslimError: A corrupt file, or one that does not hold a filter made from ``original``.
+        NnslimError: A corrupt file, an untrusted user factory, or a file that does not hold a
+            filter made from ``original``.
     """
     on_step("decoding the file")
-    reconstructed, description = unpack(packed)
+    reconstructed, description = unpack(packed, trusted_factory=trusted_factory, max_params=config.max_params)
     check_match(original_meta, description)
     models = {"original": original.eval(), "reconstructed": reconstructed}
     rows = _quality(models, sequences, config, cache, on_step)
@@ -212,21 +227,26 @@ def evaluate(
         "memory": {},
     }
     with tempfile.TemporaryDirectory(prefix="nnslim-evaluate-") as scratch:
+        runners = {}
         for name, model in models.items():
-            on_step(f"timing the {name} filter")
             onnx_path = export_onnx(model, Path(scratch) / f"{name}.onnx")
-            result["runtime"][name] = {
-                "torch_ms": torch_ms_per_frame(model, config.width, config.height, config.repetitions, config.threads)[
-                    "median_ms"
-                ],
-                "onnxruntime_ms": onnx_ms_per_frame(
-                    onnx_path, config.width, config.height, config.repetitions, config.threads
-                )["median_ms"],
-            }
+            runners[f"{name}|torch_ms"] = torch_runner(model, int(EXAMPLE_QP))
+            runners[f"{name}|onnxruntime_ms"] = onnx_runner(onnx_session(onnx_path, config.threads))
+        on_step("timing both filters in both runtimes, in turns")
+        timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads)
+        result["runtime"] = {
+            name: {key: timing[f"{name}|{key}"]["median_ms"] for key in ("torch_ms", "onnxruntime_ms")}
+            for name in models
+        }
+        result["runtime"]["threads"] = timing["threads"]
+        result["runtime"]["repetitions"] = timing["repetitions"]
+        for name, model in models.items():
             on_step(f"memory of the {name} filter")
             meta = original_meta if name == "original" else {**description, "format": "nnslim-filter"}
             result["memory"][name] = {
-                **memory(model, meta, config.width, config.height, config.threads or os.cpu_count() or 1),
+                **memory(
+                    model, meta, config.width, config.height, config.threads or os.cpu_count() or 1, trusted_factory
+                ),
                 "parameter_bytes": 4 * parameter_count(model),
             }
     for key in ("torch_ms", "onnxruntime_ms"):

@@ -227,6 +227,96 @@ def ms_per_frame(run: Callable[[], object], repetitions: int, warmup: int = 1) -
     return {"median_ms": statistics.median(runs_ms), "min_ms": min(runs_ms), "runs_ms": runs_ms}
 
 
+def interleaved_ms(runs: dict[str, Callable[[], object]], repetitions: int = 5, warmup: int = 1) -> dict[str, Any]:
+    """Wall-clock times of several calls measured in turns (A, B, A, B, ...), so that a change of
+    machine load or clock hits all of them alike.
+
+    Args:
+        runs: Name to a call that processes one frame.
+        repetitions: Timed calls of each, at least 5 for a published figure.
+        warmup: Untimed calls of each first.
+
+    Returns:
+        Per name, ``{"median_ms", "min_ms", "runs_ms": [...]}``.
+
+    Raises:
+        NnslimError: Fewer than one repetition or a negative warm-up.
+    """
+    if repetitions < 1:
+        raise NnslimError(f"repetitions must be at least 1, not {repetitions}")
+    if warmup < 0:
+        raise NnslimError(f"warmup must be 0 or more, not {warmup}")
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repetitions):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: {"median_ms": statistics.median(ms), "min_ms": min(ms), "runs_ms": ms} for name, ms in times.items()}
+
+
+def interleaved_frames(
+    runners: dict[str, TileRunner],
+    width: int = 1920,
+    height: int = 1080,
+    repetitions: int = 5,
+    threads: int | None = None,
+    tile: int = 256,
+    overlap: int = 16,
+) -> dict[str, Any]:
+    """Milliseconds per 8-bit luma frame of several tile runners, timed in turns on one frame.
+
+    Every runner filters the same seeded frame as `nnslim filter` tiles it, one warm-up frame
+    each, then ``repetitions`` rounds of one frame each, with the PyTorch thread count fixed
+    for the measurement (give ONNX Runtime sessions the same ``threads``).
+
+    Returns:
+        ``threads``, ``repetitions`` and, per runner, ``interleaved_ms``'s dict.
+    """
+    count = _threads(threads)
+    plane = _plane(height, width)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        with torch.inference_mode():
+            timing = interleaved_ms(
+                {name: _frame(run, plane, tile, overlap) for name, run in runners.items()}, repetitions
+            )
+    finally:
+        torch.set_num_threads(previous)
+    return {"threads": count, "repetitions": repetitions, **timing}
+
+
+def torch_speedup(
+    original: nn.Module,
+    candidate: nn.Module,
+    repetitions: int = 5,
+    threads: int | None = None,
+    width: int = 1920,
+    height: int = 1080,
+) -> dict[str, Any]:
+    """Original and candidate filters timed in turns on one frame in PyTorch (``interleaved_frames``).
+
+    Returns:
+        ``interleaved_frames``' dict with ``original`` and ``candidate``, and ``speedup``
+        (the original's median over the candidate's).
+    """
+    runners = {
+        name: torch_runner(copy.deepcopy(model).cpu().eval(), int(EXAMPLE_QP))
+        for name, model in (("original", original), ("candidate", candidate))
+    }
+    timing = interleaved_frames(runners, width, height, repetitions, threads)
+    return {**timing, "speedup": timing["original"]["median_ms"] / timing["candidate"]["median_ms"]}
+
+
+def _frame(run: TileRunner, plane: np.ndarray, tile: int, overlap: int) -> Callable[[], object]:
+    """One frame through ``run`` as `nnslim filter` tiles it."""
+    return lambda: run_tiles(run, plane, tile, overlap)
+
+
 def _plane(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A seeded random 8-bit luma plane."""
     return np.random.default_rng(seed).integers(0, 256, size=(height, width), dtype=np.uint8)

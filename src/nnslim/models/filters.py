@@ -191,6 +191,15 @@ def _user_factory(name: str) -> Callable[..., nn.Module]:
     return factory
 
 
+def is_trusted(name: str, trusted_factory: str | None) -> bool:
+    """Whether a file that names architecture ``name`` may have it built.
+
+    Building a user factory runs its code, so a file may name a built-in architecture, or the one
+    user factory the user said to trust (``--trust-factory``), exactly as the file spells it.
+    """
+    return name in REGISTRY or name == trusted_factory
+
+
 def build(spec: ArchSpec) -> nn.Module:
     """Instantiate an architecture.
 

@@ -126,13 +126,15 @@ def apply(model: nn.Module, layers: dict[str, dict[str, Any]]) -> nn.Module:
     """Replace, in place, the named layers of a freshly built model by layers of the recorded shapes.
 
     Raises:
-        NnslimError: A name that is not a layer of the model.
+        NnslimError: A name that is not a layer (a submodule) of the model.
     """
     for name, spec in layers.items():
         parent_name, _, attr = name.rpartition(".")
         try:
             parent = model.get_submodule(parent_name)
-            getattr(parent, attr)
+            if not attr:
+                raise AttributeError(name)
+            parent.get_submodule(attr)
         except AttributeError:
             raise NnslimError(f"layer table names {name!r}, which the architecture does not have") from None
         setattr(parent, attr, create(spec))

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,10 +28,12 @@ from nnslim.io import atomic_write_bytes, atomic_write_json, sha256_file
 from nnslim.models import layers
 from nnslim.models.apply import filter_frames
 from nnslim.models.data import LumaPairs, sample_batch
-from nnslim.models.filters import ArchSpec, build, takes_qp
+from nnslim.models.filters import ArchSpec, build, is_trusted, takes_qp
 from nnslim.video.metrics import psnr_frames
 
 FORMAT = "nnslim-filter"
+MAX_LINEAGE = 32
+"""Training runs that ``lineage`` follows back at most (files whose ``init`` name each other would loop)."""
 
 
 @dataclass(frozen=True)
@@ -308,13 +311,13 @@ def starting_weights(path: Path, arch: ArchSpec) -> tuple[dict[str, torch.Tensor
     """The weights of a filter file to start a run of ``arch`` from, and what the description records of it.
 
     A filter without the QP input may start one with it: the QP plane's weights start at zero.
+    The file is built only once its architecture is found to be ``arch``, the one the user chose
+    to train, so a user factory is trusted by that choice.
 
     Raises:
         NnslimError: A file that does not load, or a filter of another architecture or settings.
     """
-    start, meta = load_filter(path)
-    theirs = ArchSpec.from_dict(meta["arch"])
-    weights = start.state_dict()
+    theirs = _read_description(path)[1]
     if theirs != arch:
         qp_added = arch.kwargs.get("qp_input") and not theirs.kwargs.get("qp_input")
         without_qp = {k: v for k, v in arch.kwargs.items() if k != "qp_input"}
@@ -322,16 +325,34 @@ def starting_weights(path: Path, arch: ArchSpec) -> tuple[dict[str, torch.Tensor
             raise NnslimError(
                 f"{path} is a {theirs.name!r} filter of other settings; cannot start {arch.name!r} from it"
             )
-        weights = _with_qp_plane(weights, build(arch))
+    start, meta = load_filter(path, trusted_factory=arch.name)
+    weights = start.state_dict() if theirs == arch else _with_qp_plane(start.state_dict(), build(arch))
     return weights, {"file": path.name, "sha256": sha256_file(path), "training": meta["training"]}
 
 
 def lineage(training: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training runs that made a filter, first run first, following ``init_from`` back."""
+    """The training runs that made a filter, first run first, following ``--init`` back.
+
+    A run's starting filter is found in its recorded description (``init_from``) or, for a run
+    that recorded only the file it started from (``init``), in that file's JSON if it still
+    exists. At most ``MAX_LINEAGE`` runs are returned, so files that name each other cannot loop.
+    """
     runs = [training]
-    while runs[0].get("init_from"):
-        runs.insert(0, runs[0]["init_from"]["training"])
+    while len(runs) < MAX_LINEAGE and (earlier := _started_from(runs[0])) is not None:
+        runs.insert(0, earlier)
     return runs
+
+
+def _started_from(training: dict[str, Any]) -> dict[str, Any] | None:
+    """The training settings of the filter a run started from, or None for a fresh start or a lost file."""
+    recorded = training.get("init_from")
+    if isinstance(recorded, dict) and isinstance(recorded.get("training"), dict):
+        return recorded["training"]
+    init = training.get("init")
+    if not isinstance(init, str) or not Path(init).with_suffix(".json").is_file():
+        return None
+    earlier = _read_description(Path(init))[0].get("training")
+    return earlier if isinstance(earlier, dict) else None
 
 
 def _hardware(run_device: torch.device) -> str:
@@ -351,21 +372,41 @@ def save_filter(model: nn.Module, path: Path, description: dict[str, Any]) -> No
     atomic_write_json(path.with_suffix(".json"), {**description, "layers": layers.changed(model, reference)})
 
 
-def load_filter(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a filter file and its JSON description into a runnable model in eval mode.
+def _read_description(path: Path) -> tuple[dict[str, Any], ArchSpec]:
+    """The JSON description beside a filter file, and the architecture it names.
 
     Raises:
-        NnslimError: Missing files, a file that is not a plain state dict (pickled objects
-            are refused), or weights that do not fit the architecture.
+        NnslimError: A missing description, or one that names no architecture.
     """
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise NnslimError(f"{meta_path}: missing; a filter needs its JSON description beside it")
     try:
         meta = json.loads(meta_path.read_text())
-        arch = ArchSpec.from_dict(meta["arch"])
+        return meta, ArchSpec.from_dict(meta["arch"])
     except (ValueError, KeyError, TypeError) as exc:
         raise NnslimError(f"{meta_path}: not a filter description ({exc})") from None
+
+
+def load_filter(path: Path, trusted_factory: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a filter file and its JSON description into a runnable model in eval mode.
+
+    Args:
+        path: The filter file (``.pt``); its description is the ``.json`` beside it.
+        trusted_factory: The user architecture (``file.py:factory``) that may be built if the
+            description names it. A description naming any other user factory is refused, since
+            building it runs its code; built-in architectures always load.
+
+    Raises:
+        NnslimError: Missing files, a user factory that is not trusted, a file that is not a
+            plain state dict (pickled objects are refused), or weights that do not fit the architecture.
+    """
+    meta, arch = _read_description(path)
+    if not is_trusted(arch.name, trusted_factory):
+        raise NnslimError(
+            f"{path}: its description names the user factory {arch.name!r}, whose code nnslim runs only "
+            f"when told to: give --trust-factory {shlex.quote(arch.name)}"
+        )
     state = _safe_load(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise NnslimError(f"{path}: expected a state dict of tensors")

@@ -58,24 +58,29 @@ class Tally:
     skipped: int = 0
 
 
-def _filters(config: SweepConfig) -> tuple[dict[str, FilterFile], dict[str, nn.Module]]:
-    """Each filter's files and the filter loaded; a bad file stops here, not in a worker."""
+def _filters(config: SweepConfig, trusted_factory: str | None) -> tuple[dict[str, FilterFile], dict[str, nn.Module]]:
+    """Each filter's files and the filter loaded; a bad or untrusted file stops here, not in a worker."""
     files, models = {}, {}
     for name in config.models:
-        models[name], meta = load_filter(Path(name))
+        models[name], meta = load_filter(Path(name), trusted_factory)
         files[name] = FilterFile(Path(name).read_bytes(), meta)
     return files, models
 
 
 def prepare(
-    config: SweepConfig, executor: Executor, cache: Path, on_step: Callable[[str], None]
+    config: SweepConfig,
+    executor: Executor,
+    cache: Path,
+    on_step: Callable[[str], None],
+    trusted_factory: str | None = None,
 ) -> tuple[list[SweepPoint], SharedInputs, dict[str, float]]:
     """The sweep's points, the inputs every point reads, and each filter's own ms per 1080p frame.
 
     Encodes (or reads from the cache) the train, validation and test frames of every filter at
-    every codec and QP the points use, and measures each uncompressed filter once.
+    every codec and QP the points use, and measures each uncompressed filter once. The filters
+    may name the user architecture ``trusted_factory`` (``file.py:factory``) and no other.
     """
-    filters, originals = _filters(config)
+    filters, originals = _filters(config, trusted_factory)
     trained_for = {}
     for name, f in filters.items():
         training = f.meta.get("training", {})
@@ -103,13 +108,13 @@ def prepare(
         )
         val = encode_pairs([available[n] for n in training["validation_sequences"]], point.codec, qps, cache, None)
         held_out = encode_pairs(test, point.codec, qps, cache, config.frames, on_step)
-        reference = validate(originals[point.model], held_out, frame_step=1)["psnr_y_filtered"]
-        pairs[key] = PairSet(train, val, held_out, reference)
+        references = [validate(originals[point.model], p, frame_step=1)["psnr_y_filtered"] for p in (val, held_out)]
+        pairs[key] = PairSet(train, val, held_out, *references)
     speeds = {}
     for name, model in originals.items():
         on_step(f"timing {name}")
         speeds[name] = torch_ms_per_frame(model, repetitions=config.repetitions, threads=executor.threads)["median_ms"]
-    return chosen, SharedInputs(filters, pairs, executor.threads, config.repetitions), speeds
+    return chosen, SharedInputs(filters, pairs, executor.threads, config.repetitions, trusted_factory), speeds
 
 
 def _point_path(out: Path, point: SweepPoint) -> Path:
@@ -136,13 +141,16 @@ def run_sweep(
     on_step: Callable[[str], None] = lambda _: None,
     on_progress: Callable[[Tally], None] = lambda _: None,
     retry_failed: bool = False,
+    trusted_factory: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep and summarise it.
+
+    ``trusted_factory`` is the user architecture (``file.py:factory``) the sweep's filters may name.
 
     Returns:
         ``summarise``'s document, plus ``ran`` (points run this time) and ``skipped``.
     """
-    chosen, inputs, speeds = prepare(config, executor, cache, on_step)
+    chosen, inputs, speeds = prepare(config, executor, cache, on_step, trusted_factory)
     previous = finished_points(out, chosen)
     todo = [p for p in chosen if p.key() not in previous or (retry_failed and previous[p.key()]["status"] == "failed")]
     waiting = {p.key() for p in todo}
@@ -198,7 +206,10 @@ def _flat(row: dict[str, Any], speeds: dict[str, float]) -> dict[str, Any]:
         "codec": row["codec"],
         "qp": row["qp"],
         **row["knobs"],
-        **{k: row[k] for k in ("bytes", "parameters", "kmac_per_pixel", "loss_db", "ms_per_1080p", "seconds")},
+        **{
+            k: row.get(k)
+            for k in ("bytes", "parameters", "kmac_per_pixel", "loss_db", "test_loss_db", "ms_per_1080p", "seconds")
+        },
         "speedup": speeds[row["model"]] / row["ms_per_1080p"],
     }
 
@@ -244,9 +255,17 @@ _COLUMNS = [
     ("parameters", "parameters"),
     ("ms_per_1080p", "ms per 1080p"),
     ("speedup", "speedup"),
-    ("loss_db", "Y-PSNR loss (dB)"),
+    ("loss_db", "validation loss (dB)"),
+    ("test_loss_db", "test loss (dB)"),
 ]
-_FORMATS = {"bytes": ",", "parameters": ",", "ms_per_1080p": ".0f", "speedup": ".2f", "loss_db": "+.3f"}
+_FORMATS = {
+    "bytes": ",",
+    "parameters": ",",
+    "ms_per_1080p": ".0f",
+    "speedup": ".2f",
+    "loss_db": "+.3f",
+    "test_loss_db": "+.3f",
+}
 
 
 def _sections(document: dict[str, Any], out: Path) -> list[Section]:
@@ -264,7 +283,8 @@ def _sections(document: dict[str, Any], out: Path) -> list[Section]:
         ),
         Section(
             "Best configuration per budget",
-            "Y-PSNR loss against the uncompressed filter on the test split.",
+            "Chosen by the Y-PSNR loss against the uncompressed filter on the validation sequences; "
+            "the test loss of the same point is measured once and shown beside it.",
             [Table(best_rows, [("budget", "loss budget"), ("aim", "aim"), *_COLUMNS[1:]], _FORMATS)],
         ),
         Section("Every point", "", [Table(document["rows"], _COLUMNS, _FORMATS)]),

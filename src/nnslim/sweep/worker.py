@@ -45,12 +45,21 @@ class FilterFile:
 
 @dataclass(frozen=True)
 class PairSet:
-    """Decoded frames of one filter at one codec and QP, and the uncompressed filter's test Y-PSNR."""
+    """Decoded frames of one filter at one codec and QP, and the uncompressed filter's Y-PSNR on them.
+
+    Attributes:
+        train: Retraining frames.
+        validation: Held out of training; every choice among points is made on them.
+        test: Reported once per point, never used to choose.
+        reference_validation_psnr_y: The uncompressed filter's Y-PSNR on ``validation``.
+        reference_test_psnr_y: The uncompressed filter's Y-PSNR on ``test``.
+    """
 
     train: list[LumaPairs]
     validation: list[LumaPairs]
     test: list[LumaPairs]
-    reference_psnr_y: float
+    reference_validation_psnr_y: float
+    reference_test_psnr_y: float
 
 
 @dataclass(frozen=True)
@@ -62,12 +71,14 @@ class SharedInputs:
         pairs: Frames by ``pair_key``.
         threads: PyTorch threads of one point.
         repetitions: Timed 1080p frames per point.
+        trusted_factory: The user architecture (``file.py:factory``) the filters may name.
     """
 
     filters: dict[str, FilterFile]
     pairs: dict[str, PairSet]
     threads: int
     repetitions: int
+    trusted_factory: str | None = None
 
 
 def pair_key(point: SweepPoint) -> str:
@@ -79,8 +90,9 @@ def run_point(inputs: SharedInputs, point: SweepPoint) -> dict[str, Any]:
     """Compress, pack, unpack and measure one point.
 
     Returns:
-        The figures (``bytes``, ``parameters``, ``kmac_per_pixel``, ``psnr_y``, ``gain_db``,
-        ``loss_db``, ``ms_per_1080p``, ``seconds``) and the packed file as ``file``.
+        The figures (``bytes``, ``parameters``, ``kmac_per_pixel``, ``loss_db`` on validation, by
+        which points are chosen, ``test_loss_db``, ``psnr_y`` and ``gain_db`` on test,
+        ``ms_per_1080p``, ``seconds``) and the packed file as ``file``.
     """
     start = time.perf_counter()
     torch.set_num_threads(inputs.threads)
@@ -88,17 +100,19 @@ def run_point(inputs: SharedInputs, point: SweepPoint) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nnslim-sweep-") as name:
         scratch = Path(name)
         original = inputs.filters[point.model].write(scratch / "original.pt")
-        model, meta = load_filter(original)
+        model, meta = load_filter(original, inputs.trusted_factory)
         recipe = recipe_for(point.knobs)
         if recipe.stages:
             base = TrainConfig.from_dict(meta["training"])
             base = dataclasses.replace(base, codec=point.codec, qps=(point.qp,), threads=inputs.threads)
             ctx = Context(pairs.train, pairs.validation, [], base, math.inf, frame_timing=False)
-            compressed, _steps, _ = Run(original, recipe, ctx, scratch / "compress", lambda _: None).run()
+            run = Run(original, recipe, ctx, scratch / "compress", lambda _: None, inputs.trusted_factory)
+            compressed, _steps, _ = run.run()
             save_filter(compressed, scratch / "slim.pt", meta)
-            model, meta = load_filter(scratch / "slim.pt")
+            model, meta = load_filter(scratch / "slim.pt", inputs.trusted_factory)
     data = pack(model, meta, pack_config(point.knobs))
-    decoded, _ = unpack(data)
+    decoded, _ = unpack(data, trusted_factory=inputs.trusted_factory)
+    validation = validate(decoded, pairs.validation, frame_step=1)
     quality = validate(decoded, pairs.test, frame_step=1)
     timing = torch_ms_per_frame(decoded, repetitions=inputs.repetitions, threads=inputs.threads)
     return {
@@ -107,7 +121,8 @@ def run_point(inputs: SharedInputs, point: SweepPoint) -> dict[str, Any]:
         "kmac_per_pixel": kmac_per_pixel(decoded),
         "psnr_y": quality["psnr_y_filtered"],
         "gain_db": quality["gain_db"],
-        "loss_db": pairs.reference_psnr_y - quality["psnr_y_filtered"],
+        "loss_db": pairs.reference_validation_psnr_y - validation["psnr_y_filtered"],
+        "test_loss_db": pairs.reference_test_psnr_y - quality["psnr_y_filtered"],
         "ms_per_1080p": timing["median_ms"],
         "seconds": time.perf_counter() - start,
         "file": data,
