@@ -619,8 +619,9 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
     from nnslim.bitstream.pack import PackConfig, pack, summary, unpack
     from nnslim.bitstream.rate import search_qp
     from nnslim.io import atomic_write_bytes
+    from nnslim.models.apply import WHOLE_FRAME
     from nnslim.models.filters import parameter_count
-    from nnslim.models.train import load_filter, validate
+    from nnslim.models.train import load_filter, validate, validate_file
 
     model, meta = load_filter(_filter_path(args.model), args.trust_factory)
     config = PackConfig(
@@ -646,11 +647,17 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
         data = pack(model, meta, config)
     else:
         validation = _split_pairs(args, meta, "validation")
+        measured = (args.cache or content.cache_dir() / "encodes").parent / "psnr"
+        reference_file = args.against or _filter_path(args.model)
 
         def psnr(m: Any, pairs: list[Any]) -> float:
-            return validate(m, pairs, frame_step=args.frame_step)["psnr_y_filtered"]
+            return validate(m, pairs, args.frame_step, WHOLE_FRAME)["psnr_y_filtered"]
 
-        reference_psnr = psnr(reference, validation)
+        def reference_psnr_on(pairs: list[Any]) -> float:
+            found = validate_file(reference_file, reference, pairs, args.frame_step, measured, WHOLE_FRAME)
+            return found["psnr_y_filtered"]
+
+        reference_psnr = reference_psnr_on(validation)
         with console.status("searching the NNR QP on validation") as status:
             qp, data, trials = search_qp(
                 lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
@@ -664,7 +671,7 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
         search_seconds = time.perf_counter() - start
         test = _split_pairs(args, meta, "test")
         with console.status("measuring the chosen file once on the test split"):
-            test_loss = psnr(reference, test) - psnr(unpack(data, trusted_factory=args.trust_factory)[0], test)
+            test_loss = reference_psnr_on(test) - psnr(unpack(data, trusted_factory=args.trust_factory)[0], test)
         result |= {
             "decided_on": "validation",
             "validation_sequences": sorted({p.name for p in validation}),
@@ -1220,7 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
     p.add_argument("--max-size", default="416x240", help="test sequences up to WxH report the chosen file's loss")
     p.add_argument("--frames", type=int, help="first N frames of each sequence measure the loss")
-    p.add_argument("--frame-step", type=int, default=8, help="every Nth of those frames measures the loss")
+    p.add_argument("--frame-step", type=int, default=16, help="every Nth of those frames measures the loss")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
     p.add_argument("--out", type=Path, required=True, help=".nnsl file to write")
     trust(p)

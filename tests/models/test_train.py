@@ -18,6 +18,8 @@ from nnslim.models.train import (
     save_filter,
     starting_weights,
     train,
+    validate,
+    validate_file,
 )
 from nnslim.video.yuv import Sequence
 
@@ -212,3 +214,23 @@ def test_lineage_follows_recorded_runs_then_init_files_and_cannot_loop(tmp_path:
     assert lineage({"train_sequences": ["E"], "init": str(tmp_path / "gone.pt")})[0]["train_sequences"] == ["E"]
     loop = describe("loop", {"train_sequences": ["F"], "init": str(tmp_path / "loop.pt")})
     assert len(lineage({"init": loop})) == MAX_LINEAGE
+
+
+def test_a_filter_files_validation_is_measured_once_per_file_and_frames(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build(ArchSpec("postfilter", {"channels": 4, "layers": 3}))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    path = tmp_path / "f.pt"
+    save_filter(model, path, {"format": "nnslim-filter", "arch": {"name": "postfilter", "kwargs": {}}})
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (4, 24, 32), dtype=np.uint8)
+    pairs = [LumaPairs("A", 37, np.clip(original + 3, 0, 255).astype(np.uint8), original, 1.0)]
+    first = validate_file(path, model, pairs, 2, tmp_path / "psnr")
+    assert first == validate(model, pairs, 2) and len(list((tmp_path / "psnr").iterdir())) == 1
+    with torch.no_grad():
+        model.body[0].bias.add_(1.0)  # the file is unchanged, so the kept figure is returned
+    assert validate_file(path, model, pairs, 2, tmp_path / "psnr") == first
+    other = [LumaPairs("A", 37, original, original, 1.0)]
+    assert validate_file(path, model, other, 2, tmp_path / "psnr") == validate(model, other, 2)
+    assert len(list((tmp_path / "psnr").iterdir())) == 2

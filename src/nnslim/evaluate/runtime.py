@@ -213,18 +213,7 @@ def ms_per_frame(run: Callable[[], object], repetitions: int, warmup: int = 1) -
     Raises:
         NnslimError: Fewer than one repetition or a negative warm-up.
     """
-    if repetitions < 1:
-        raise NnslimError(f"repetitions must be at least 1, not {repetitions}")
-    if warmup < 0:
-        raise NnslimError(f"warmup must be 0 or more, not {warmup}")
-    for _ in range(warmup):
-        run()
-    runs_ms = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        run()
-        runs_ms.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": statistics.median(runs_ms), "min_ms": min(runs_ms), "runs_ms": runs_ms}
+    return dict(interleaved_ms({"run": run}, repetitions, warmup)["run"])
 
 
 def interleaved_ms(runs: dict[str, Callable[[], object]], repetitions: int = 5, warmup: int = 1) -> dict[str, Any]:

@@ -26,6 +26,9 @@ def _starts(length: int, tile: int) -> list[int]:
     return [*starts, length - tile]
 
 
+WHOLE_FRAME = 1 << 13
+"""A tile side that holds any frame up to 8K whole."""
+
 TileRunner = Callable[[torch.Tensor], torch.Tensor]
 """Filters one tile: (1, 1, h, w) float32 luma in [0, 1] to the restored tile of the same shape."""
 

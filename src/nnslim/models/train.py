@@ -7,6 +7,7 @@ validation PSNR measured at the end.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -164,13 +165,17 @@ def finetune(
     return loss
 
 
-def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8) -> dict[str, float]:
-    """Mean Y-PSNR of decoded and filtered frames (every ``frame_step``-th frame) of each pair."""
+def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8, tile: int = 256) -> dict[str, float]:
+    """Mean Y-PSNR of decoded and filtered frames (every ``frame_step``-th frame) of each pair.
+
+    Frames are filtered in tiles of ``tile`` pixels, as `nnslim filter` runs; ``WHOLE_FRAME``
+    filters each frame in one piece, which is faster on small frames.
+    """
     model = model.cpu()
     before, after = [], []
     for pair in pairs:
         decoded, original = pair.decoded[::frame_step], pair.original[::frame_step]
-        filtered = filter_frames(model, decoded, pair.qp)
+        filtered = filter_frames(model, decoded, pair.qp, tile)
         before.append(float(np.mean(psnr_frames(original, decoded))))
         after.append(float(np.mean(psnr_frames(original, filtered))))
     return {
@@ -178,6 +183,42 @@ def validate(model: nn.Module, pairs: list[LumaPairs], frame_step: int = 8) -> d
         "psnr_y_filtered": float(np.mean(after)),
         "gain_db": float(np.mean(after) - np.mean(before)),
     }
+
+
+def validate_file(
+    path: Path, model: nn.Module, pairs: list[LumaPairs], frame_step: int, cache: Path, tile: int = 256
+) -> dict[str, float]:
+    """``validate`` of a filter file's model, kept in ``cache`` so that measuring the same file on
+    the same frames again costs nothing.
+
+    The key is the file's SHA-256, ``frame_step`` and a SHA-256 of the measured frames (decoded
+    and original) with their names and QPs, so a changed file or a re-encode is measured afresh.
+
+    Args:
+        path: The filter file ``model`` was loaded from.
+        model: Its model.
+        pairs: The frames.
+        frame_step: Every this many frames are measured.
+        cache: Folder of measurements (made if missing).
+        tile: Tile side, as ``validate``'s.
+    """
+    digest = hashlib.sha256(f"{sha256_file(path)}|{frame_step}|{tile}".encode())
+    for pair in pairs:
+        digest.update(f"|{pair.name}|{pair.qp}|{pair.decoded.shape}".encode())
+        digest.update(np.ascontiguousarray(pair.decoded[::frame_step]).data)
+        digest.update(np.ascontiguousarray(pair.original[::frame_step]).data)
+    stored = cache / f"{digest.hexdigest()}.json"
+    if stored.is_file():
+        try:
+            result = json.loads(stored.read_text())
+            if isinstance(result, dict) and all(isinstance(v, float) for v in result.values()):
+                return result
+        except ValueError:
+            pass
+    result = validate(model, pairs, frame_step, tile)
+    cache.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(stored, result)
+    return result
 
 
 def _checkpoint_paths(out: Path) -> tuple[Path, Path]:
