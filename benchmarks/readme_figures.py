@@ -1,0 +1,150 @@
+"""The README's measured figures, each read from a committed JSON file under benchmarks/results/.
+
+Every number the README gives as a result is built here from the JSON a named command wrote;
+``tests/test_readme.py`` fails when the README says anything else, so a stale figure cannot stay.
+
+    .venv/bin/python benchmarks/readme_figures.py           # print the figures the README must hold
+    .venv/bin/python benchmarks/readme_figures.py --check   # exit 1, naming each figure the README lacks
+    .venv/bin/python benchmarks/readme_figures.py --card    # write models/SLIM.md, the slim filters' card
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nnslim.io import atomic_write_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHIPPED = ("postfilter_x265_qp37", "postfilter_x265_qp22-37")
+"""Filters shipped with a slim `.nnsl` made by the full-length bbc recipe: ``models/NAME.bbc.nnsl``."""
+
+
+def _read(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+HEADER = (
+    "| file | parameters | PyTorch speedup | bytes (% of fp32) | NNR QP | validation loss (dB) | "
+    "test loss (dB) | evaluate: test loss (dB) | evaluate: test gain, BD-rate |\n"
+    "|---|---|---|---|---|---|---|---|---|"
+)
+"""The table of shipped slim filters, the same in the README and in models/SLIM.md."""
+
+COMMANDS = """\
+nnslim compress models/{name}.pt --recipe bbc --max-loss 0.05 --threads 2 --out out/ship/bbc_{name} \\
+    --json out/ship/bbc_{name}.json
+nnslim pack out/ship/bbc_{name} --coder nnr --dependent --max-loss 0.05 --against models/{name}.pt \\
+    --out models/{name}.bbc.nnsl --json benchmarks/results/pack_{name}.bbc.json
+nnslim evaluate models/{name}.pt models/{name}.bbc.nnsl --json benchmarks/results/evaluate_{name}.bbc.json"""
+
+
+def shipped_row(name: str) -> str:
+    """One row of the README's table of shipped slim filters."""
+    pack, evaluation = _read(f"pack_{name}.bbc.json"), _read(f"evaluate_{name}.bbc.json")
+    complexity, runtime = evaluation["complexity"], evaluation["runtime"]
+    before, after = complexity["original"]["parameters"], complexity["reconstructed"]["parameters"]
+    mean = evaluation["performance"]["reconstructed"]["mean"]
+    bd_rate = "n/a" if mean["bd_rate"] is None else f"{mean['bd_rate']:+.2f}%"
+    cells = [
+        f"`models/{name}.bbc.nnsl`",
+        f"{after:,} ({1 - after / before:.1%} fewer)",
+        f"{runtime['speedup_torch']:.2f}x",
+        f"{pack['bytes']:,} ({pack['percent_of_fp32']:.2f}%)",
+        str(pack["chosen"]["qp"]),
+        f"{pack['validation_loss_db']:+.3f}",
+        f"{pack['test_loss_db']:+.3f}",
+        f"{evaluation['performance']['loss_db']:+.3f}",
+        f"{mean['gain_db']:+.3f} dB, {bd_rate}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def speed_line() -> str:
+    """``benchmarks/speed.py``'s speedups of the shipped slim post-filter, in both runtimes."""
+    speed = _read("speed.json")
+    slim = speed["slim"][0]
+    ratio = slim["versus_original"]
+    return (
+        f"{Path(slim['file']).name}: {ratio['speedup_torch']:.2f}x in PyTorch "
+        f"({speed['original']['torch']['median_ms']:,.0f} to {slim['torch']['median_ms']:,.0f} ms), "
+        f"{ratio['speedup_onnxruntime']:.2f}x in ONNX Runtime"
+    )
+
+
+def av1_psnr_range() -> str:
+    """How much more mean Y-PSNR the AV1 encoders give than x265 at the same ladder QP."""
+    rows = _read("codec_comparison.json")["rows"]
+    psnr: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for row in rows:
+        psnr[(row["codec"], row["qp"])].append(row["psnr_y"])
+    qps = sorted({qp for _, qp in psnr})
+    more = [
+        statistics.mean(psnr[(codec, qp)]) - statistics.mean(psnr[("x265", qp)])
+        for codec in ("svtav1", "aom")
+        for qp in qps
+    ]
+    return f"{min(more):.1f} to {max(more):.1f} dB more mean"
+
+
+def demo_time() -> str:
+    """The main job's wall time on this project's reference machine."""
+    seconds = _read("demo.json")["seconds"]
+    return f"{int(seconds // 60)} min {round(seconds % 60)} s"
+
+
+def figures() -> list[str]:
+    """Every figure the README must hold verbatim."""
+    return [HEADER, *(shipped_row(name) for name in SHIPPED), speed_line(), av1_psnr_range(), demo_time()]
+
+
+def missing(readme: str) -> list[str]:
+    """The figures that the README text does not hold."""
+    return [figure for figure in figures() if figure not in readme]
+
+
+def card() -> str:
+    """models/SLIM.md: the shipped slim filters, their figures, and the commands that remake them."""
+    parts = [
+        "# Model card: shipped slim filters\n",
+        "Written by `benchmarks/readme_figures.py --card` from the JSON files under `benchmarks/results/`. "
+        "Each `.nnsl` file is the filter of the same name compressed by the full-length `bbc` recipe "
+        "within 0.05 dB of Y-PSNR on validation, then NNR-coded at the coarsest QP whose validation loss "
+        "against the unpruned filter is at most 0.05 dB; the test split is measured once, after. "
+        "The speedup is PyTorch's, per 1920x1080 frame, both filters timed in turns in one process "
+        "(`nnslim evaluate`).\n",
+        HEADER,
+        *(shipped_row(name) for name in SHIPPED),
+        "",
+    ]
+    for name in SHIPPED:
+        parts += [f"## {name}.bbc.nnsl\n", "```", COMMANDS.format(name=name), "```\n"]
+    return "\n".join(parts)
+
+
+def run() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="compare with README.md instead of printing")
+    action.add_argument("--card", action="store_true", help="write models/SLIM.md")
+    args = parser.parse_args()
+    if args.card:
+        atomic_write_bytes(ROOT / "models" / "SLIM.md", card().encode())
+        return 0
+    if not args.check:
+        print("\n".join(figures()))
+        return 0
+    lacking = missing((ROOT / "README.md").read_text())
+    for figure in lacking:
+        print(f"README.md lacks: {figure}")
+    return 1 if lacking else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
