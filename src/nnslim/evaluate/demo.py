@@ -249,7 +249,7 @@ def build_report(
     if shipped:
         source = (
             f"The shipped slim filter {Path(shipped['file']).name} (committed; made by the full-length bbc recipe, "
-            "see models/CARD.md), decoded and measured in this run on the same frames and QPs."
+            "see models/SLIM.md), decoded and measured in this run on the same frames and QPs."
         )
         heading = "Evaluation: the shipped slim filter"
         sections.append(_evaluation_section(shipped, out, heading, source, "rd_shipped.png"))
