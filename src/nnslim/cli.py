@@ -779,6 +779,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from nnslim.bitstream.container import BitstreamError
     from nnslim.evaluate.measure import EvaluateConfig, evaluate
     from nnslim.models.train import load_filter
 
@@ -802,17 +803,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     config = EvaluateConfig(
         codec, qps, args.frames, repetitions=args.repetitions, threads=args.threads, max_params=args.max_params
     )
+    packed = _nnsl_bytes(args.file, args.max_params)
     with console.status("evaluating") as status:
-        table = evaluate(
-            original,
-            meta,
-            _nnsl_bytes(args.file, args.max_params),
-            sequences,
-            config,
-            cache,
-            status.update,
-            args.trust_factory,
-        )
+        try:
+            table = evaluate(original, meta, packed, sequences, config, cache, status.update, args.trust_factory)
+        except BitstreamError as exc:
+            raise NnslimError(f"{args.file}: {exc}") from None
     _print_evaluation(table)
     params = {
         "original": str(args.original),
