@@ -22,8 +22,12 @@ from nnslim.io import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SHIPPED = ("postfilter_x265_qp37", "postfilter_x265_qp22-37")
-"""Filters shipped with a slim `.nnsl` made by the full-length bbc recipe: ``models/NAME.bbc.nnsl``."""
+SHIPPED = {
+    "postfilter_x265_qp37": "bbc",
+    "postfilter_x265_qp22-37": "bbc",
+    "inloop_x265_qp37": "recipes/bbc_inloop.toml",
+}
+"""Filters shipped with a slim `.nnsl` (``models/NAME.bbc.nnsl``), and the full-length bbc recipe that made it."""
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -38,7 +42,7 @@ HEADER = (
 """The table of shipped slim filters, the same in the README and in models/SLIM.md."""
 
 COMMANDS = """\
-nnslim compress models/{name}.pt --recipe bbc --max-loss 0.05 --threads 2 --out out/ship/bbc_{name} \\
+nnslim compress models/{name}.pt --recipe {recipe} --max-loss 0.05 --threads 2 --out out/ship/bbc_{name} \\
     --json out/ship/bbc_{name}.json
 nnslim pack out/ship/bbc_{name} --coder nnr --dependent --max-loss 0.05 --against models/{name}.pt \\
     --out models/{name}.bbc.nnsl --json benchmarks/results/pack_{name}.bbc.json
@@ -114,7 +118,7 @@ def card() -> str:
     parts = [
         "# Model card: shipped slim filters\n",
         "Written by `benchmarks/readme_figures.py --card` from the JSON files under `benchmarks/results/`. "
-        "Each `.nnsl` file is the filter of the same name compressed by the full-length `bbc` recipe "
+        "Each `.nnsl` file is the filter of the same name compressed by a full-length `bbc` recipe "
         "within 0.05 dB of Y-PSNR on validation, then NNR-coded at the coarsest QP whose validation loss "
         "against the unpruned filter is at most 0.05 dB; the test split is measured once, after. "
         "The speedup is PyTorch's, per 1920x1080 frame, both filters timed in turns in one process "
@@ -124,7 +128,7 @@ def card() -> str:
         "",
     ]
     for name in SHIPPED:
-        parts += [f"## {name}.bbc.nnsl\n", "```", COMMANDS.format(name=name), "```\n"]
+        parts += [f"## {name}.bbc.nnsl\n", "```", COMMANDS.format(name=name, recipe=SHIPPED[name]), "```\n"]
     return "\n".join(parts)
 
 
