@@ -199,23 +199,6 @@ def onnx_max_difference(model: nn.Module, path: Path, height: int = 64, width: i
     return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
 
 
-def ms_per_frame(run: Callable[[], object], repetitions: int, warmup: int = 1) -> dict[str, Any]:
-    """Wall-clock time of a call, in milliseconds.
-
-    Args:
-        run: Processes one frame per call.
-        repetitions: Timed calls.
-        warmup: Untimed calls first (allocation, kernel selection, caches).
-
-    Returns:
-        ``{"median_ms", "min_ms", "runs_ms": [...]}`` over the timed calls.
-
-    Raises:
-        NnslimError: Fewer than one repetition or a negative warm-up.
-    """
-    return dict(interleaved_ms({"run": run}, repetitions, warmup)["run"])
-
-
 def interleaved_ms(runs: dict[str, Callable[[], object]], repetitions: int = 5, warmup: int = 1) -> dict[str, Any]:
     """Wall-clock times of several calls measured in turns (A, B, A, B, ...), so that a change of
     machine load or clock hits all of them alike.
@@ -347,21 +330,13 @@ def torch_ms_per_frame(
         overlap: Context pixels around each tile.
 
     Returns:
-        ``ms_per_frame``'s dict.
+        ``{"median_ms", "min_ms", "runs_ms": [...]}`` over the timed frames.
 
     Raises:
         NnslimError: Bad thread or repetition counts.
     """
-    count = _threads(threads)
     run = torch_runner(copy.deepcopy(model).cpu().eval(), int(EXAMPLE_QP))
-    plane = _plane(height, width)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        with torch.inference_mode():
-            return ms_per_frame(lambda: run_tiles(run, plane, tile, overlap), repetitions)
-    finally:
-        torch.set_num_threads(previous)
+    return dict(interleaved_frames({"filter": run}, width, height, repetitions, threads, tile, overlap)["filter"])
 
 
 def onnx_ms_per_frame(
@@ -387,12 +362,10 @@ def onnx_ms_per_frame(
         overlap: Context pixels around each tile.
 
     Returns:
-        ``ms_per_frame``'s dict.
+        ``{"median_ms", "min_ms", "runs_ms": [...]}`` over the timed frames.
 
     Raises:
         NnslimError: A missing or corrupt ONNX file, or bad thread or repetition counts.
     """
     run = onnx_runner(onnx_session(path, threads))
-    plane = _plane(height, width)
-    with torch.inference_mode():
-        return ms_per_frame(lambda: run_tiles(run, plane, tile, overlap), repetitions)
+    return dict(interleaved_frames({"filter": run}, width, height, repetitions, threads, tile, overlap)["filter"])
