@@ -305,8 +305,8 @@ def _skeleton(
     """
     if not is_trusted(spec.name, trusted_factory):
         raise BitstreamError(
-            f"the file's architecture is the user factory {shorten(spec.name)}; nnslim runs no code a file names "
-            "unless told to trust that factory"
+            f"the file's architecture is the user factory {shorten(spec.name, 300)}, whose code nnslim runs only "
+            "when told to: give --trust-factory with that name if you trust it"
         )
     try:
         with torch.device("meta"):
