@@ -175,12 +175,13 @@ def _value(rng: random.Random, current: Any) -> Any:
     return rng.choice([0, "x", {}, []])
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def json_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place inside a JSON value (the value itself excluded), as a path of keys and indices."""
     inner: list[tuple[Any, ...]] = []
     if isinstance(value, dict):
-        inner = [p for key, item in value.items() for p in _paths(item, (*path, key))]
+        inner = [p for key, item in value.items() for p in json_paths(item, (*path, key))]
     elif isinstance(value, list):
-        inner = [p for i, item in enumerate(value) for p in _paths(item, (*path, i))]
+        inner = [p for i, item in enumerate(value) for p in json_paths(item, (*path, i))]
     return [path, *inner] if path else inner
 
 
@@ -194,7 +195,7 @@ def _parent(header: dict[str, Any], path: tuple[Any, ...]) -> Any:
 def _edit_field(rng: random.Random, header: dict[str, Any], region: str) -> str:
     """Replace, delete or duplicate one value of the header, in ``region`` (a top-level key path prefix)."""
     prefix = tuple(region.split("/")) if region else ()
-    paths = [p for p in _paths(header) if p[: len(prefix)] == prefix] or _paths(header)
+    paths = [p for p in json_paths(header) if p[: len(prefix)] == prefix] or json_paths(header)
     if not paths:
         return "no field left to edit"
     path = rng.choice(paths)
@@ -367,8 +368,8 @@ def mutant(bases: dict[str, bytes], seed: int, case: int) -> tuple[str, bytes]:
             done.append(_layer_entry(rng, header))
         elif kind == "payload":
             done.append(_payload(rng, header, chunks))
-        elif kind == "nest" and _paths(header):
-            path = rng.choice(_paths(header))
+        elif kind == "nest" and json_paths(header):
+            path = rng.choice(json_paths(header))
             _parent(header, path)[path[-1]] = NEST
             depth = rng.choice([31, 32, 33, 100, 100_000])
             done.append(f"nest {'/'.join(map(str, path))} {depth} deep")

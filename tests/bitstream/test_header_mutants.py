@@ -6,6 +6,7 @@ import copy
 from functools import cache
 from typing import Any
 
+from benchmarks.fuzz import json_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -49,16 +50,6 @@ def bases() -> tuple[bytes, ...]:
     return tuple(files)
 
 
-def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every place in a JSON value, itself included."""
-    inner: list[tuple[Any, ...]] = []
-    if isinstance(value, dict):
-        inner = [p for key, item in value.items() for p in _paths(item, (*path, key))]
-    elif isinstance(value, list):
-        inner = [p for i, item in enumerate(value) for p in _paths(item, (*path, i))]
-    return [path, *inner]
-
-
 def _edit(header: dict[str, Any], path: tuple[Any, ...], action: str, value: Any) -> dict[str, Any]:
     """The header with the value at ``path`` replaced, deleted or duplicated (inside its list or object)."""
     if not path:
@@ -90,7 +81,7 @@ def test_header_field_mutants_decode_or_refuse(data: st.DataObject) -> None:
     base = data.draw(st.sampled_from(bases()))
     header, chunks = parts(base)
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(header)))
+        path = data.draw(st.sampled_from([(), *json_paths(header)]))
         action = data.draw(st.sampled_from(["replace", "replace", "delete", "duplicate"]))
         header = _edit(header, path, action, data.draw(VALUES))
     _decodes_or_refuses(forge(header, chunks))
