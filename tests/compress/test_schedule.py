@@ -1,4 +1,5 @@
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +7,12 @@ import pytest
 import torch
 
 from nnslim.compress import recipe as recipes
-from nnslim.compress.schedule import Context, Run, apply_sparsity, is_identity, output_layers
+from nnslim.compress.schedule import Context, Run, is_identity
 from nnslim.compress.sparsity import MAX_LAYER_SPARSITY, prunable_weights
+from nnslim.compress.stages import HANDLERS, Progress, StepOutcome, handler_for
+from nnslim.compress.stages.common import apply_sparsity, output_layers
 from nnslim.errors import NnslimError
+from nnslim.evaluate.runtime import torch_ms_per_frame
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec, build, parameter_count
 from nnslim.models.train import TrainConfig, load_filter, save_filter
@@ -43,7 +47,7 @@ def _setup(tmp_path: Path, arch: str, max_loss: float = 100.0, full_size: bool =
     base = TrainConfig(arch=spec, steps=2, train_sequences=("A",), validation_sequences=("B",))
     original = tmp_path / "original.pt"
     save_filter(model, original, {"format": "nnslim-filter", "arch": spec.to_dict(), "training": base.to_dict()})
-    ctx = Context([_pairs("A", 0)], [_pairs("B", 1)], [_pairs("C", 2)], base, max_loss, frame_timing=False)
+    ctx = Context([_pairs("A", 0)], [_pairs("B", 1)], [_pairs("C", 2)], base, max_loss)
     return original, ctx
 
 
@@ -83,16 +87,18 @@ def test_every_recipe_runs_on_the_full_size_architectures(tmp_path: Path, arch: 
         assert parameter_count(model) < steps[0]["parameters"]
 
 
-@pytest.mark.parametrize("name", ["bbc", "full"])
+@pytest.mark.parametrize("name", ["bbc", "full", "deep-compression"])
 def test_an_interrupted_run_resumes_after_its_last_step(tmp_path: Path, name: str) -> None:
     original, ctx = _setup(tmp_path, "postfilter")
     recipe = _tiny(recipes.NAMED[name])
-    _, first, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    _, first, quantization = Run(original, recipe, ctx, tmp_path / "out", print).run()
     logged: list[str] = []
-    _, again, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
+    _, again, requantization = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
     assert again == first
+    assert requantization == quantization
+    assert bool(quantization) == (name != "bbc")
     assert any("resuming" in line for line in logged)
-    other = recipes.Recipe("bbc", (dataclasses.replace(recipe.stages[0], rounds=3),))
+    other = recipes.Recipe(name, (dataclasses.replace(recipe.stages[0], finetune=dataclasses.replace(TINY, steps=3)),))
     with pytest.raises(NnslimError, match="other settings"):
         Run(original, other, ctx, tmp_path / "out", print).run()
 
@@ -100,13 +106,147 @@ def test_an_interrupted_run_resumes_after_its_last_step(tmp_path: Path, name: st
 def test_the_loop_keeps_the_best_model_within_the_budget(tmp_path: Path) -> None:
     original, ctx = _setup(tmp_path, "postfilter", max_loss=0.0)
     model, steps, _ = Run(original, _tiny(recipes.BBC), ctx, tmp_path / "out", print).run()
-    over = [s for s in steps if not s["within_budget"]]
-    if over:
-        assert (
-            steps[-1]["kept"]
-            == max((i for i, s in enumerate(steps) if s["within_budget"]), key=lambda i: -steps[i]["parameters"])
-            or parameter_count(model) == steps[steps[-1]["kept"]]["parameters"]
-        )
+    assert all(s["outcome"] == ("kept" if s["within_budget"] else "dropped") for s in steps)
+    assert [s["outcome"] for s in steps].count("dropped") <= 1 and steps[-1]["done"]
+    kept = steps[-1]["kept"]
+    assert steps[kept]["within_budget"] and parameter_count(model) == steps[kept]["parameters"]
+
+
+EXACT = recipes.FineTune(steps=0)  # no retraining: a step's loss depends on its settings alone
+
+
+def _loss(tmp_path: Path, original: Path, ctx: Context, stage: recipes.Stage) -> float:
+    """The validation loss of one stage, run with a budget it cannot overshoot."""
+    out = tmp_path / f"probe{len(list(tmp_path.glob('probe*')))}"
+    ctx = dataclasses.replace(ctx, max_loss=100.0)
+    _, steps, _ = Run(original, recipes.Recipe("probe", (stage,)), ctx, out, print).run()
+    return float(steps[-1]["loss_db"])
+
+
+def test_a_prune_stage_over_the_budget_is_retried_more_gently(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter")
+    stage = recipes.Prune(sparsity=0.4, finetune=EXACT)
+    harsh, gentle = _loss(tmp_path, original, ctx, stage), _loss(tmp_path, original, ctx, stage.gentler())
+    assert gentle < harsh
+    ctx = dataclasses.replace(ctx, max_loss=(harsh + gentle) / 2)
+    logged: list[str] = []
+    model, steps, _ = Run(original, recipes.Recipe("p", (stage,)), ctx, tmp_path / "out", logged.append).run()
+    first, second = steps[1:]
+    assert (first["outcome"], first["attempt"], first["done"], first["kept"]) == ("retried", 1, False, 0)
+    assert (second["outcome"], second["attempt"], second["done"], second["kept"]) == ("kept", 2, True, 2)
+    assert first["adjusted"] == {} and second["adjusted"] == {"sparsity": 0.2}
+    assert not first["within_budget"] and second["within_budget"]
+    assert "retrying more gently (sparsity 0.2)" in logged[1] and "attempt 2" in logged[2]
+    assert parameter_count(model) == second["parameters"]
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_a_stage_that_cannot_meet_the_budget_is_dropped(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter", max_loss=0.0)
+    recipe = recipes.Recipe("p", (recipes.Prune(sparsity=0.4, finetune=EXACT),))
+    logged: list[str] = []
+    model, steps, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
+    assert [(s["outcome"], s["attempt"], s["done"], s["kept"]) for s in steps[1:]] == [
+        ("retried", 1, False, 0), ("retried", 2, False, 0), ("dropped", 3, True, 0),
+    ]  # fmt: skip
+    assert [s["adjusted"].get("sparsity") for s in steps[1:]] == [None, 0.2, 0.1]
+    assert "stage dropped; keeping step 0" in logged[-1]
+    before = _state(load_filter(original)[0])
+    assert all(torch.equal(before[k], v) for k, v in _state(model).items())
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_at(text: str) -> Callable[[str], None]:
+    def log(line: str) -> None:
+        if text in line:
+            raise _Interrupted(line)
+
+    return log
+
+
+def test_a_run_interrupted_during_retries_resumes_at_the_next_attempt(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter", max_loss=0.0)
+    recipe = recipes.Recipe("p", (recipes.Prune(sparsity=0.4, finetune=EXACT),))
+    _, reference, _ = Run(original, recipe, ctx, tmp_path / "reference", print).run()
+    with pytest.raises(_Interrupted):
+        Run(original, recipe, ctx, tmp_path / "out", _interrupt_at("attempt 2")).run()
+    logged: list[str] = []
+    model, steps, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
+    assert logged[0] == "resuming after step 2"
+    assert "attempt 3" in logged[1] and len(logged) == 2
+    assert steps == reference
+    before = _state(load_filter(original)[0])
+    assert all(torch.equal(before[k], v) for k, v in _state(model).items())
+
+
+def test_quantization_settings_survive_a_resume_after_a_retried_quantize(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter")
+    stage = recipes.Quantize(method="kmeans", bits=1, finetune=EXACT)
+    harsh, gentle = _loss(tmp_path, original, ctx, stage), _loss(tmp_path, original, ctx, stage.gentler())
+    ctx = dataclasses.replace(ctx, max_loss=max(0.0, (harsh + gentle) / 2))
+    recipe = recipes.Recipe("q", (stage,))
+    _, steps, quantization = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    assert quantization and {t["bits"] for t in quantization.values()} == {1 + steps[-1]["attempt"] - 1}
+    _, _, resumed = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    assert resumed == quantization
+
+
+def test_every_recipe_kind_has_a_handler() -> None:
+    assert set(HANDLERS) == set(recipes.KINDS.values())
+    assert all(handler_for(cls()) is HANDLERS[cls] for cls in recipes.KINDS.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+    """A stage outside the recipe's kinds: scales every weight."""
+
+    factor: float = 1.0
+    finetune: recipes.FineTune = EXACT
+
+    def gentler(self) -> "_Scale | None":
+        return None
+
+
+def _scale(model: torch.nn.Module, stage: _Scale, progress: Progress, ctx: Context) -> StepOutcome:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(stage.factor)
+    return StepOutcome(model, {"factor": stage.factor})
+
+
+def test_an_unknown_stage_type_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(NnslimError, match="no handler for the stage type object"):
+        handler_for(object())
+    original, ctx = _setup(tmp_path, "postfilter")
+    recipe = recipes.Recipe("s", (_Scale(),))  # type: ignore[arg-type]
+    with pytest.raises(NnslimError, match="_Scale is not a recipe stage"):
+        Run(original, recipe, ctx, tmp_path / "out", print)
+    monkeypatch.setitem(recipes.KINDS, "scale", _Scale)
+    with pytest.raises(NnslimError, match="no handler for the stage type _Scale"):
+        Run(original, recipe, ctx, tmp_path / "out", print).run()
+    monkeypatch.setitem(HANDLERS, _Scale, _scale)  # adding a stage: its handler and one line
+    _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    assert (steps[-1]["kind"], steps[-1]["factor"], steps[-1]["outcome"]) == ("scale", 1.0, "kept")
+
+
+def test_a_timer_times_every_step(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter")
+    timed: list[float] = []
+
+    def timer(model: torch.nn.Module) -> float:
+        timed.append(torch_ms_per_frame(model, width=64, height=64, repetitions=1)["median_ms"])
+        return timed[-1]
+
+    ctx = dataclasses.replace(ctx, timer=timer)
+    recipe = recipes.Recipe("p", (recipes.Prune(finetune=EXACT),))
+    _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    assert [s["ms_per_1080p"] for s in steps] == timed and len(timed) == 2
 
 
 def _zero_started_user_filter(tmp_path: Path) -> tuple[Path, Context]:

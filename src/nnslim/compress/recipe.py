@@ -1,6 +1,8 @@
 """Recipes: typed, composable compression plans, with named defaults and TOML files.
 
-A recipe is a sequence of stages; each stage is a frozen dataclass. In TOML, a recipe is a
+A recipe is a sequence of stages; each stage is a frozen dataclass whose ``gentler`` gives the
+milder settings a run retries with when the stage overshoots the loss budget (None: it cannot be
+made gentler, and the stage is dropped). In TOML, a recipe is a
 list of ``[[stage]]`` tables, each with ``kind`` (``iterate``, ``prune``, ``lowrank``,
 ``quantize``) and that stage's fields; nested settings are sub-tables::
 
@@ -19,7 +21,7 @@ import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from nnslim.errors import NnslimError
 
@@ -74,6 +76,10 @@ class Iterate:
         if self.ranking not in ("global", "group"):
             raise NnslimError(f"iterate: ranking must be global or group, not {self.ranking!r}")
 
+    def gentler(self) -> Self | None:
+        """None: a round over the loss budget ends the stage, keeping the rounds before it (fewer rounds)."""
+        return None
+
 
 @dataclass(frozen=True)
 class Prune:
@@ -90,6 +96,10 @@ class Prune:
     scope: str = "layer"
     prune_output: bool = False
     finetune: FineTune = field(default_factory=FineTune)
+
+    def gentler(self) -> Self | None:
+        """Half the sparsity; None at sparsity 0."""
+        return dataclasses.replace(self, sparsity=self.sparsity / 2) if self.sparsity > 0 else None
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,19 @@ class LowRank:
     max_loss: float | None = None
     finetune: FineTune = field(default_factory=FineTune)
 
+    def gentler(self) -> Self | None:
+        """Half the ``max_loss`` when set, else the energy halfway to 1; None with explicit ranks or nothing left."""
+        if self.ranks:
+            return None
+        if self.max_loss is not None:
+            return dataclasses.replace(self, max_loss=self.max_loss / 2) if self.max_loss > 0 else None
+        if self.energy is not None and self.energy < 1:
+            return dataclasses.replace(self, energy=(1 + self.energy) / 2)
+        return None
+
+
+GENTLEST_BITS = 8
+
 
 @dataclass(frozen=True)
 class Quantize:
@@ -128,9 +151,13 @@ class Quantize:
     per_channel: bool = True
     finetune: FineTune = field(default_factory=FineTune)
 
+    def gentler(self) -> Self | None:
+        """One bit more, up to ``GENTLEST_BITS``; None from there."""
+        return dataclasses.replace(self, bits=self.bits + 1) if self.bits < GENTLEST_BITS else None
+
 
 Stage = Iterate | Prune | LowRank | Quantize
-KINDS: dict[str, type] = {"iterate": Iterate, "prune": Prune, "lowrank": LowRank, "quantize": Quantize}
+KINDS: dict[str, type[Stage]] = {"iterate": Iterate, "prune": Prune, "lowrank": LowRank, "quantize": Quantize}
 
 
 @dataclass(frozen=True)
@@ -145,8 +172,15 @@ class Recipe:
 
 
 def kind_of(stage: Stage) -> str:
-    """The TOML ``kind`` of a stage."""
-    return next(k for k, cls in KINDS.items() if isinstance(stage, cls))
+    """The TOML ``kind`` of a stage.
+
+    Raises:
+        NnslimError: The stage's type is not in ``KINDS``.
+    """
+    kinds = {cls: name for name, cls in KINDS.items()}
+    if type(stage) not in kinds:
+        raise NnslimError(f"{type(stage).__name__} is not a recipe stage; known: {', '.join(KINDS)}")
+    return kinds[type(stage)]
 
 
 def _make(cls: type, data: dict[str, Any], where: str) -> Any:
