@@ -43,11 +43,11 @@ def test_raw_is_bit_exact_and_files_are_deterministic() -> None:
 @pytest.mark.parametrize("dependent", [False, True])
 def test_nnr_is_within_its_quantization_step(dependent: bool) -> None:
     model, meta = _model()
-    config = PackConfig("nnr", qp=-36, nonweight_qp=-52, dependent=dependent)
+    config = PackConfig("nnr", nnr_qp=-36, nonweight_qp=-52, dependent=dependent)
     decoded, _ = unpack(pack(model, meta, config))
     factor = 2.0 if dependent else 0.5
     for name, value in _state(model).items():
-        qp = config.qp if value.dim() > 1 else config.nonweight_qp
+        qp = config.nnr_qp if value.dim() > 1 else config.nonweight_qp
         error = (decoded.state_dict()[name] - value).abs().max().item()
         assert error <= factor * nnr.step_size(qp) + 1e-7, name
 

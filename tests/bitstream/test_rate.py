@@ -37,7 +37,7 @@ def _setup() -> tuple[nn.Module, dict, PackConfig, Callable[[nn.Module], float]]
 def test_search_finds_the_coarsest_qp_within_budget() -> None:
     model, meta, config, psnr = _setup()
     qp, data, trials = search_qp(
-        lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
+        lambda qp: pack(model, meta, dataclasses.replace(config, nnr_qp=qp)),
         lambda packed: unpack(packed)[0],
         psnr,
         120.0,
@@ -47,7 +47,7 @@ def test_search_finds_the_coarsest_qp_within_budget() -> None:
     chosen = max(t["qp"] for t in trials if t["within"])
     assert qp == chosen
     assert len(trials) <= 16 and all(t["loss_db"] > 60.0 for t in trials if t["qp"] > chosen)
-    assert data == pack(model, meta, dataclasses.replace(config, qp=chosen))
+    assert data == pack(model, meta, dataclasses.replace(config, nnr_qp=chosen))
     assert len(data) <= min(t["bytes"] for t in trials if t["within"])
 
 
@@ -55,7 +55,7 @@ def test_search_refuses_an_impossible_budget() -> None:
     model, meta, config, psnr = _setup()
     with pytest.raises(NnslimError, match="even QP -64"):
         search_qp(
-            lambda qp: pack(model, meta, dataclasses.replace(config, qp=qp)),
+            lambda qp: pack(model, meta, dataclasses.replace(config, nnr_qp=qp)),
             lambda packed: unpack(packed)[0],
             psnr,
             1000.0,

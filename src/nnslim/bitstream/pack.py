@@ -1,6 +1,6 @@
 """A filter to a `.nnsl` file and back: quantization (lossy) and coding (lossless) per tensor.
 
-What each coder does with the state dict:
+Each coder of the registry (``coders.CODERS``) says what it does with the state dict:
 
 - ``raw``: every tensor as float32 or float16 bytes.
 - ``nnr``: every tensor in one NNR bitstream (``nnr``), quantized at a QP; with ``lossless``, a
@@ -12,20 +12,23 @@ What each coder does with the state dict:
 
 ``coders`` sends named tensors to another coder than the file's. The header carries the
 architecture as data (arch name and arguments, the layers whose shapes compression changed),
-what the filter was trained for, and the packing settings.
+what the filter was trained for, and the packing settings (``nnr_qp`` was ``qp`` in older
+files, which read as ``nnr_qp``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from nnslim.bitstream import bounds, huffman, nnr
+from nnslim.bitstream import bounds
+from nnslim.bitstream.coders import CODERS, Coded, Joined, Tensor, raw
+from nnslim.bitstream.coders.nnr import SIDE
 from nnslim.bitstream.container import (
     DEFAULT_LIMITS,
     DEFAULT_MAX_PARAMS,
@@ -37,15 +40,11 @@ from nnslim.bitstream.container import (
     shorten,
     write,
 )
-from nnslim.compress.quantize import kmeans
 from nnslim.compress.sparsity import prunable_weights
 from nnslim.errors import NnslimError
 from nnslim.models import layers
 from nnslim.models.filters import ArchSpec, build, is_trusted
 
-CODERS = ("nnr", "huffman", "raw")
-RAW_TYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8"}
-SIDE = "#codebook"
 TRAINING_KEYS = ("arch", "codec", "qps", "train_sequences", "validation_sequences")
 
 
@@ -54,8 +53,8 @@ class PackConfig:
     """How to code a filter.
 
     Attributes:
-        coder: ``nnr``, ``huffman`` or ``raw``: the file's coder.
-        qp: NNR QP of weights (each +4 doubles the quantization step).
+        coder: A coder of ``CODERS`` (``nnr``, ``huffman`` or ``raw``): the file's coder.
+        nnr_qp: NNR QP of weights (each +4 doubles the quantization step).
         nonweight_qp: NNR QP of biases and other one-dimensional tensors.
         dependent: NNR dependent (trellis-coded) quantization instead of uniform.
         lossless: NNR codes weight-shared tensors exactly (indices and codebook).
@@ -66,7 +65,7 @@ class PackConfig:
     """
 
     coder: str = "nnr"
-    qp: int = -32
+    nnr_qp: int = -32
     nonweight_qp: int = -64
     dependent: bool = False
     lossless: bool = False
@@ -83,24 +82,6 @@ class PackConfig:
             raise NnslimError(f"raw_dtype must be float32 or float16, not {self.raw_dtype!r}")
 
 
-def _shared(values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(int32 indices with 0 for zero and 1 + codebook index otherwise, codebook) when few enough values."""
-    codebook = np.unique(values[values != 0])
-    if len(codebook) > limit:
-        return None
-    indices = np.where(values != 0, np.searchsorted(codebook, values) + 1, 0).astype(np.int32)
-    return indices, codebook.astype(np.float32)
-
-
-def _kmeans_shared(values: np.ndarray, bits: int) -> np.ndarray:
-    """Deep Compression's weight sharing: non-zero values to 2**bits k-means centroids (zeros stay)."""
-    if _shared(values, 1 << bits) is not None:
-        return values
-    centroids, indices = kmeans(torch.from_numpy(values), 1 << bits)
-    shared = torch.cat([centroids.new_zeros(1), centroids])[indices + 1]
-    return shared.numpy().astype(np.float32)
-
-
 def _description(meta: dict[str, Any], config: PackConfig) -> dict[str, Any]:
     training = meta.get("training", {})
     return {
@@ -109,6 +90,24 @@ def _description(meta: dict[str, Any], config: PackConfig) -> dict[str, Any]:
         "training": {k: training[k] for k in TRAINING_KEYS if k in training},
         "packing": {k: v for k, v in asdict(config).items() if k != "coders"} | {"coders": dict(config.coders)},
     }
+
+
+def _current(model: dict[str, Any]) -> dict[str, Any]:
+    """A file's description in today's vocabulary: the packing settings' ``qp`` of older files as ``nnr_qp``."""
+    packing = model.get("packing")
+    if not isinstance(packing, dict) or "qp" not in packing or "nnr_qp" in packing:
+        return model
+    return model | {"packing": {("nnr_qp" if k == "qp" else k): v for k, v in packing.items()}}
+
+
+def _coded(name: str, tensor: torch.Tensor, weight: bool, config: PackConfig) -> tuple[Coded, ...]:
+    """What the tensor's coder makes of it; an integer tensor (BatchNorm's step counter) is stored raw."""
+    if not tensor.is_floating_point():
+        if tensor.dtype != torch.int64:
+            raise NnslimError(f"{name}: cannot pack a {tensor.dtype} tensor")
+        return (raw.stored(name, tensor.numpy(), "int64"),)
+    coder = CODERS[config.coders.get(name, config.coder)]
+    return coder.encode(Tensor(name, tensor.float().numpy(), weight), config)
 
 
 def pack(model: nn.Module, meta: dict[str, Any], config: PackConfig) -> bytes:
@@ -129,105 +128,50 @@ def pack(model: nn.Module, meta: dict[str, Any], config: PackConfig) -> bytes:
     weights = {f"{name}.weight" for name in prunable_weights(model)}
     chunks: list[bytes] = []
     entries: list[TensorEntry] = []
-    nnr_tensors: dict[str, np.ndarray] = {}
-    nnr_entries: list[TensorEntry] = []
-
-    def add_raw(name: str, values: np.ndarray, stored: str) -> None:
-        dtype = "int64" if stored == "int64" else "float32"
-        entries.append(TensorEntry(name, values.shape, dtype, "raw", len(chunks), {"stored": stored}))
-        chunks.append(values.astype(RAW_TYPES[stored]).tobytes())
-
+    joined: dict[str, list[Joined]] = {}
     for name, tensor in state.items():
-        if not tensor.is_floating_point():
-            if tensor.dtype != torch.int64:
-                raise NnslimError(f"{name}: cannot pack a {tensor.dtype} tensor")
-            add_raw(name, tensor.numpy(), "int64")  # BatchNorm's step counter
-            continue
-        values = tensor.float().numpy()
-        coder = config.coders.get(name, config.coder)
-        if coder == "raw" or (coder == "huffman" and name not in weights):
-            add_raw(name, values, config.raw_dtype if coder == "raw" else "float32")
-        elif coder == "huffman":
-            sharing = _kmeans_shared(values, config.bits)
-            clusters = len(np.unique(sharing[sharing != 0]))
-            params: dict[str, Any] = {"index_bits": config.index_bits, "clusters": clusters}
-            entries.append(TensorEntry(name, values.shape, "float32", "huffman", len(chunks), params))
-            chunks.append(huffman.encode(sharing, config.index_bits))
-        else:
-            shared = _shared(values, 1 << 16) if config.lossless else None
-            if shared is None:
-                nnr_tensors[name] = values
-                params = {"qp": config.qp if values.ndim > 1 else config.nonweight_qp, "dependent": config.dependent}
+        for coded in _coded(name, tensor, name in weights, config):
+            if isinstance(coded, Joined):
+                joined.setdefault(coded.entry.coder, []).append(coded)
             else:
-                nnr_tensors[name], codebook = shared
-                add_raw(name + SIDE, codebook, "float32")
-                params = {"codebook": name + SIDE}
-            nnr_entries.append(TensorEntry(name, values.shape, "float32", "nnr", -1, params))
-    if nnr_tensors:
-        index = len(chunks)
-        chunks.append(nnr.encode(nnr_tensors, config.qp, config.nonweight_qp, config.dependent))
-        entries += [TensorEntry(e.name, e.shape, e.dtype, e.coder, index, e.params) for e in nnr_entries]
+                entries.append(replace(coded.entry, chunk=len(chunks)))
+                chunks.append(coded.payload)
+    for coder, members in joined.items():
+        join = CODERS[coder].join
+        assert join is not None, f"the {coder} coder joins tensors but has no join"
+        entries += [replace(member.entry, chunk=len(chunks)) for member in members]
+        chunks.append(join({member.entry.name: member.values for member in members}, config))
     order = {name: i for i, name in enumerate(state)}
     entries.sort(key=lambda e: (order.get(e.name.removesuffix(SIDE), len(order)), e.name))
     return write(Container(_description(meta, config), tuple(entries), tuple(chunks)))
 
 
-DECODED_TYPES = {"float32": ("float32", "float16"), "float16": ("float32", "float16"), "int64": ("int64",)}
-"""Table dtypes that a raw tensor of each stored type may decode to (huffman and nnr decode to floats)."""
-
-
-def _check_raw(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
-    stored = entry.params.get("stored")
-    if not isinstance(stored, str) or stored not in RAW_TYPES or entry.dtype not in DECODED_TYPES[stored]:
-        raise BitstreamError(f"tensor {entry.name!r}: raw {entry.dtype} tensor stored as {shorten(repr(stored))}")
-
-
-def _check_huffman(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
-    index_bits, clusters = entry.params.get("index_bits"), entry.params.get("clusters")
-    if not isinstance(index_bits, int) or not isinstance(clusters, int) or bool in (type(index_bits), type(clusters)):
-        raise BitstreamError(f"tensor {entry.name!r}: huffman needs integer index_bits and clusters")
-    if not (1 <= index_bits <= 16 and 0 <= clusters <= huffman.MAX_CLUSTERS):
-        raise BitstreamError(
-            f"tensor {entry.name!r}: index_bits {index_bits} (1 to 16) or clusters {clusters} "
-            f"(0 to {huffman.MAX_CLUSTERS}) out of range"
-        )
-
-
-def _check_nnr(entry: TensorEntry, table: dict[str, TensorEntry]) -> None:
-    side, qp = entry.params.get("codebook"), entry.params.get("qp")
-    if side is not None:
-        if not isinstance(side, str) or side not in table or table[side].coder != "raw":
-            raise BitstreamError(f"tensor {entry.name!r}: its codebook {shorten(repr(side))} is no raw tensor")
-    elif isinstance(qp, bool) or not isinstance(qp, int) or qp not in nnr.QP_RANGE:
-        raise BitstreamError(
-            f"tensor {entry.name!r}: nnr qp must be an integer from {nnr.QP_RANGE.start} to {nnr.QP_RANGE.stop - 1}"
-        )
-
-
-_CHECKS = {"raw": _check_raw, "huffman": _check_huffman, "nnr": _check_nnr}
-
-
-def _payload_bytes(entries: list[TensorEntry]) -> tuple[int, int]:
-    """Fewest and most bytes a chunk of these tensors may hold, by their coder."""
-    if entries[0].coder == "raw":
-        exact = entries[0].elements * np.dtype(RAW_TYPES[entries[0].params["stored"]]).itemsize
-        return exact, exact
-    if entries[0].coder == "huffman":
-        return 0, huffman.max_payload_bytes(entries[0].elements)
-    return 0, nnr.max_payload_bytes({e.name: e.elements for e in entries})
+def _chunk_rule() -> str:
+    """What a chunk may hold, by the coders of the registry."""
+    single = " or ".join(name for name, coder in CODERS.items() if coder.join is None)
+    joint = " or ".join(name for name, coder in CODERS.items() if coder.join is not None)
+    return ", or ".join([*([f"one {single} tensor"] if single else []), *([f"{joint} tensors"] if joint else [])])
 
 
 def _check_chunk(index: int, length: int, entries: list[TensorEntry]) -> None:
     coders = sorted({e.coder for e in entries})
-    if coders not in (["nnr"], ["huffman"], ["raw"]) or (coders != ["nnr"] and len(entries) > 1):
+    if len(coders) != 1 or (CODERS[coders[0]].join is None and len(entries) > 1):
         raise BitstreamError(
             f"chunk {index}: holds {len(entries)} tensors ({', '.join(coders) or 'none'}); a chunk holds "
-            "one raw or huffman tensor, or nnr tensors"
+            + _chunk_rule()
         )
-    fewest, most = _payload_bytes(entries)
+    fewest, most = CODERS[coders[0]].payload_bytes(entries)
     if not fewest <= length <= most:
         names = shorten(", ".join(e.name for e in entries), 80)
         raise BitstreamError(f"chunk {index} ({names}): {length} bytes, where its tensors take {fewest} to {most}")
+
+
+def _held(container: Container) -> dict[int, list[TensorEntry]]:
+    """The entries of each chunk that holds any, by chunk index."""
+    held: dict[int, list[TensorEntry]] = {}
+    for entry in container.tensors:
+        held.setdefault(entry.chunk, []).append(entry)
+    return held
 
 
 def check_table(container: Container) -> None:
@@ -238,14 +182,11 @@ def check_table(container: Container) -> None:
             holds no tensor, tensors of several coders, or more (or, raw, other) bytes than its tensors take.
     """
     table = {entry.name: entry for entry in container.tensors}
-    held: dict[int, list[TensorEntry]] = {}
     for entry in container.tensors:
-        if entry.coder not in _CHECKS:
+        if entry.coder not in CODERS:
             raise BitstreamError(f"tensor {entry.name!r}: unknown coder {shorten(repr(entry.coder))}")
-        if entry.coder != "raw" and entry.dtype not in DECODED_TYPES["float32"]:
-            raise BitstreamError(f"tensor {entry.name!r}: {entry.coder} decodes to floats, not {entry.dtype}")
-        _CHECKS[entry.coder](entry, table)
-        held.setdefault(entry.chunk, []).append(entry)
+        CODERS[entry.coder].check(entry, table)
+    held = _held(container)
     for index, chunk in enumerate(container.chunks):
         _check_chunk(index, len(chunk), held.get(index, []))
 
@@ -262,31 +203,19 @@ def decode_tensors(container: Container, limits: Limits = DEFAULT_LIMITS) -> dic
             refuses, or a decoded tensor of another shape than the table's.
     """
     check_table(container)
+    held = _held(container)
     out: dict[str, np.ndarray] = {}
-    nnr_cache: dict[int, dict[str, np.ndarray]] = {}
+    decoded: dict[int, dict[str, np.ndarray]] = {}
     for entry in container.tensors:
-        payload = container.chunks[entry.chunk]
-        if entry.coder == "raw":
-            values = np.frombuffer(payload, dtype=RAW_TYPES[entry.params["stored"]])
-        elif entry.coder == "huffman":
-            values = huffman.decode(payload, entry.elements)
-        else:
-            if entry.chunk not in nnr_cache:
-                expected = {e.name: e.elements for e in container.tensors if e.chunk == entry.chunk}
-                nnr_cache[entry.chunk] = nnr.decode(payload, expected, limits)
-            values = nnr_cache[entry.chunk][entry.name]
+        if entry.chunk not in decoded:
+            payload = container.chunks[entry.chunk]
+            decoded[entry.chunk] = CODERS[entry.coder].decode(payload, held[entry.chunk], limits)
+        values = decoded[entry.chunk][entry.name]
         if values.size != entry.elements:
             raise BitstreamError(f"{entry.name}: decoded {values.size} values, the table says {list(entry.shape)}")
         out[entry.name] = values.reshape(entry.shape)
     for entry in container.tensors:
-        side = entry.params.get("codebook")
-        if entry.coder == "nnr" and side is not None:
-            indices, codebook = out[entry.name], out[side]
-            if indices.dtype != np.int32 or indices.min(initial=0) < 0:
-                raise BitstreamError(f"{entry.name}: bad codebook indices")
-            if indices.max(initial=0) > codebook.size:
-                raise BitstreamError(f"{entry.name}: codebook index beyond its {codebook.size} values")
-            out[entry.name] = np.concatenate([[0.0], codebook.ravel()]).astype(np.float32)[indices]
+        out[entry.name] = CODERS[entry.coder].resolve(entry, out)
     dtypes = {entry.name: entry.dtype for entry in container.tensors}
     return {name: value.astype(dtypes[name], copy=False) for name, value in out.items()}
 
@@ -341,7 +270,7 @@ def unpack(
 
     Returns:
         The model and its description (``arch``, ``layers``, ``training``, ``packing``), the
-        shape of a filter file's JSON.
+        shape of a filter file's JSON; an older file's packing ``qp`` reads as ``nnr_qp``.
 
     Raises:
         BitstreamError: A corrupt file, one over a limit, an untrusted factory, or tensors that do
@@ -362,32 +291,12 @@ def unpack(
     model = layers.apply(build(spec), table)
     model.load_state_dict({name: torch.from_numpy(tensors[name].copy()) for name in shapes})
     model.eval()
-    return model, description
-
-
-def _entropy_bits(symbols: np.ndarray) -> float:
-    """Zeroth-order empirical entropy of the symbols, in bits for all of them."""
-    if symbols.size == 0:
-        return 0.0
-    _, counts = np.unique(symbols, return_counts=True)
-    p = counts / symbols.size
-    return max(0.0, float(-(counts * np.log2(p)).sum()))
-
-
-def _symbols(entry: TensorEntry, values: np.ndarray) -> np.ndarray:
-    """What the coder codes of a decoded tensor: NNR levels, shared-weight indices, or the raw values."""
-    if entry.coder == "nnr" and entry.params.get("codebook") is None:
-        with np.errstate(invalid="ignore", over="ignore"):  # a hostile bitstream may decode to infinities
-            return np.rint(values / nnr.step_size(entry.params["qp"])).astype(np.int64)
-    return values
+    return model, _current(description)
 
 
 def _estimate(entry: TensorEntry, values: np.ndarray) -> dict[str, Any]:
     """A decoded tensor's entropy estimate (bits) and non-zero count."""
-    if entry.coder == "raw":
-        estimate = 8.0 * np.dtype(RAW_TYPES[entry.params["stored"]]).itemsize * entry.elements
-    else:
-        estimate = _entropy_bits(_symbols(entry, values))
+    estimate = CODERS[entry.coder].estimate_bits(entry, values)
     return {"entropy_bits": estimate, "nonzero": int(np.count_nonzero(values))}
 
 
@@ -422,8 +331,7 @@ def summary(data: bytes, decode: bool = False, *, max_params: int = DEFAULT_MAX_
             "chunk": entry.chunk,
             "params": entry.params,
         }
-        if entry.coder == "huffman":
-            row["compression_rate"] = huffman.compression_rate(entry.elements, entry.params["clusters"])
+        row |= CODERS[entry.coder].details(entry)
         if decode:
             row |= _estimate(entry, tensors[entry.name])
         rows.append(row)
@@ -436,7 +344,7 @@ def summary(data: bytes, decode: bool = False, *, max_params: int = DEFAULT_MAX_
         "bytes": len(data),
         "payload_bytes": payload,
         "header_bytes": len(data) - payload,
-        "model": container.model,
+        "model": _current(container.model),
         "chunks": chunks,
         "tensors": rows,
     }

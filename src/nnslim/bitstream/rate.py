@@ -43,8 +43,8 @@ def search_qp(
         beyond: QPs tried past the bisection's answer.
 
     Returns:
-        The chosen QP, its file's bytes, and every trial in the order tried (``qp``, ``bytes``,
-        ``psnr_y``, ``loss_db``, ``within``).
+        The chosen QP, its file's bytes, and every trial in the order tried (``nnr_qp``, ``bytes``,
+        ``psnr_y``, ``loss_db``, ``within``; ``qp``, the old name of ``nnr_qp``, beside it).
 
     Raises:
         NnslimError: No QP in range within the budget.
@@ -56,7 +56,7 @@ def search_qp(
         if qp not in trials:
             data = encode(qp)
             value = psnr(decode(data))
-            row = {"qp": qp, "bytes": len(data), "psnr_y": value, "loss_db": reference_psnr - value}
+            row = {"nnr_qp": qp, "qp": qp, "bytes": len(data), "psnr_y": value, "loss_db": reference_psnr - value}
             row["within"] = row["loss_db"] <= max_loss
             trials[qp] = row
             files[qp] = data

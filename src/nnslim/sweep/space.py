@@ -10,13 +10,18 @@ is measured; ``[space]`` gives each compression knob a list of values (or one va
     budgets = [0.05, 0.1]            # Y-PSNR loss budgets (dB) for the best configurations
 
     [space]
-    activation = [0.0, 0.25, 0.5]    # share of channels removed by activation pruning
+    fraction = [0.0, 0.25, 0.5]      # share of channels removed by activation pruning
     energy = [1.0, 0.9]              # low-rank energy; 1.0 leaves the kernels whole
     bits = [8, 6]
-    coder_qp = [-32, -24]
+    nnr_qp = [-32, -24]
+
+The knobs take the names of the recipe's fields (``compress.recipe``) and of the pack options
+(``bitstream.pack.PackConfig``). The old names ``activation``, ``quantizer`` and ``coder_qp``
+(``KNOB_ALIASES``) are still read, with a ``DeprecationWarning``; a point's settings are written
+under both names.
 
 A point's knobs become a recipe (``recipe_for``) in a fixed order: sparsity pruning (with
-activation pruning when ``activation`` > 0), then low-rank splitting, then quantization. The
+activation pruning when ``fraction`` > 0), then low-rank splitting, then quantization. The
 coder settings then pack it.
 """
 
@@ -27,6 +32,8 @@ import hashlib
 import itertools
 import json
 import tomllib
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,9 @@ from nnslim.compress.recipe import FineTune, Iterate, LowRank, Prune, Quantize, 
 from nnslim.errors import NnslimError
 
 OBJECTIVES = ("bytes", "ms_per_1080p", "loss_db")
+KNOB_ALIASES = {"activation": "fraction", "quantizer": "method", "coder_qp": "nnr_qp"}
+"""Old knob names, each to the name that replaced it."""
+_OLD_NAMES = {new: old for old, new in KNOB_ALIASES.items()}
 
 
 @dataclass(frozen=True)
@@ -46,29 +56,29 @@ class Knobs:
 
     Attributes:
         sparsity: Unstructured magnitude sparsity (0 for none).
-        activation: Share of channels removed per round by activation pruning (0 for none).
+        fraction: Share of channels removed per round by activation pruning (0 for none; was ``activation``).
         rounds: Rounds of sparsity + activation pruning.
         energy: Low-rank energy kept per split kernel (1.0: no split).
-        quantizer: ``none``, ``uniform`` or ``kmeans`` (k = 2**bits shared weights per layer).
+        method: ``none``, ``uniform`` or ``kmeans`` (k = 2**bits shared weights per layer; was ``quantizer``).
         bits: Quantization bits.
         coder: The file's coder (``nnr``, ``huffman`` or ``raw``).
-        coder_qp: NNR QP of the weights.
+        nnr_qp: NNR QP of the weights (was ``coder_qp``).
         finetune_steps: Retraining steps after each stage (0 for none).
     """
 
     sparsity: float = 0.0
-    activation: float = 0.0
+    fraction: float = 0.0
     rounds: int = 1
     energy: float = 1.0
-    quantizer: str = "none"
+    method: str = "none"
     bits: int = 8
     coder: str = "nnr"
-    coder_qp: int = -32
+    nnr_qp: int = -32
     finetune_steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.quantizer not in ("none", "uniform", "kmeans"):
-            raise NnslimError(f"quantizer must be none, uniform or kmeans, not {self.quantizer!r}")
+        if self.method not in ("none", "uniform", "kmeans"):
+            raise NnslimError(f"method must be none, uniform or kmeans, not {self.method!r}")
         if self.coder not in CODERS:
             raise NnslimError(f"coder must be one of {', '.join(CODERS)}, not {self.coder!r}")
 
@@ -83,12 +93,31 @@ class SweepPoint:
     knobs: Knobs
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "codec": self.codec, "qp": self.qp, "knobs": dataclasses.asdict(self.knobs)}
+        """The point as JSON values, each renamed knob under its old name too (``with_aliases``)."""
+        return self._settings() | {"knobs": with_aliases(dataclasses.asdict(self.knobs))}
 
     def key(self) -> str:
-        """A short stable name: the same settings always give the same key."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short stable name: the same settings always give the same key (old knob names play no part)."""
+        text = json.dumps(self._settings(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _settings(self) -> dict[str, Any]:
+        return {"model": self.model, "codec": self.codec, "qp": self.qp, "knobs": dataclasses.asdict(self.knobs)}
+
+
+def with_aliases(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Knob values by today's names, each renamed knob also under its old name, right after it.
+
+    Takes a point's knobs by either name (a row written before the rename has the old ones
+    only), so that readers of either name find every knob.
+    """
+    out: dict[str, Any] = {}
+    for name, value in knobs.items():
+        new = KNOB_ALIASES.get(name, name)
+        out.setdefault(new, value)
+        if new in _OLD_NAMES:
+            out.setdefault(_OLD_NAMES[new], value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -151,11 +180,30 @@ def _tuple(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def load(path: Path) -> SweepConfig:
-    """Read a sweep file.
+def _renamed(space: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A ``[space]`` table with each old knob name replaced by today's (order kept), with a deprecation warning.
 
     Raises:
-        NnslimError: Unreadable TOML, unknown fields or knobs, or bad values.
+        NnslimError: A knob given by both names.
+    """
+    out = {}
+    for name, values in space.items():
+        new = KNOB_ALIASES.get(name)
+        if new is None:
+            out[name] = values
+            continue
+        if new in space:
+            raise NnslimError(f"{path}: [space] gives both {name} and {new}, one knob; give only {new}")
+        warnings.warn(f"{path}: [space] knob {name} is deprecated; it is now {new}", DeprecationWarning, stacklevel=3)
+        out[new] = values
+    return out
+
+
+def load(path: Path) -> SweepConfig:
+    """Read a sweep file; a knob under its old name (``KNOB_ALIASES``) is read as today's, with a DeprecationWarning.
+
+    Raises:
+        NnslimError: Unreadable TOML, unknown fields or knobs, a knob given by both names, or bad values.
     """
     try:
         data = tomllib.loads(path.read_text())
@@ -170,7 +218,7 @@ def load(path: Path) -> SweepConfig:
     for key in ("models", "codecs", "qps", "objectives", "budgets"):
         if key in settings:
             settings[key] = _tuple(settings[key])
-    space = {name: _tuple(values) for name, values in data.get("space", {}).items()}
+    space = {name: _tuple(values) for name, values in _renamed(data.get("space", {}), path).items()}
     try:
         return SweepConfig(**settings, space=space)
     except TypeError as exc:
@@ -210,19 +258,19 @@ def recipe_for(knobs: Knobs) -> Recipe:
     """The compression recipe of a point's knobs (no stages when every knob is off)."""
     tune = FineTune(steps=knobs.finetune_steps)
     stages: list[Stage] = []
-    if knobs.activation > 0:
+    if knobs.fraction > 0:
         stages.append(
-            Iterate(rounds=knobs.rounds, sparsity=knobs.sparsity, fraction=knobs.activation, target=0.0, finetune=tune)
+            Iterate(rounds=knobs.rounds, sparsity=knobs.sparsity, fraction=knobs.fraction, target=0.0, finetune=tune)
         )
     elif knobs.sparsity > 0:
         stages.append(Prune(sparsity=knobs.sparsity, scope="global", finetune=tune))
     if knobs.energy < 1.0:
         stages.append(LowRank(energy=knobs.energy, finetune=tune))
-    if knobs.quantizer != "none":
-        stages.append(Quantize(method=knobs.quantizer, bits=knobs.bits, finetune=tune))
+    if knobs.method != "none":
+        stages.append(Quantize(method=knobs.method, bits=knobs.bits, finetune=tune))
     return Recipe("sweep", tuple(stages))
 
 
 def pack_config(knobs: Knobs) -> PackConfig:
     """The coding settings of a point."""
-    return PackConfig(coder=knobs.coder, qp=knobs.coder_qp, bits=knobs.bits)
+    return PackConfig(coder=knobs.coder, nnr_qp=knobs.nnr_qp, bits=knobs.bits)
