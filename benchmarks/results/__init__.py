@@ -1,0 +1,1 @@
+"""Package data: ``nnslim.tables`` in an installed nnslim (see pyproject.toml and nnslim.assets)."""
