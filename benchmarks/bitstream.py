@@ -47,10 +47,9 @@ from nnslim.bitstream.pack import PackConfig, pack, unpack
 from nnslim.bitstream.rate import search_qp
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_json, require_writable_file
-from nnslim.models import data
 from nnslim.models.filters import parameter_count
+from nnslim.models.splits import splits_for
 from nnslim.models.train import load_filter, validate
-from nnslim.video import content
 from nnslim.video.yuv import parse_size
 
 HUFFMAN_BITS = range(8, 1, -1)
@@ -116,13 +115,9 @@ def _losses(reference: dict[str, float], psnr: Callable[[nn.Module, str], float]
 def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     original, original_meta = load_filter(args.original)
     slim, slim_meta = load_filter(args.slim / "slim.pt" if args.slim.is_dir() else args.slim)
-    training = original_meta["training"]
-    cache = content.cache_dir() / "encodes"
+    splits = splits_for(original_meta, args.sequences, parse_size(args.max_size))
     with console.status("encoding the validation and test sequences"):
-        pairs = {
-            split: data.filter_pairs(training, split, args.sequences, cache, parse_size(args.max_size))
-            for split in ("validation", "test")
-        }
+        pairs = {split: splits.pairs(split) for split in ("validation", "test")}
 
     def psnr(model: nn.Module, split: str) -> float:
         return validate(model, pairs[split], frame_step=args.frame_step)["psnr_y_filtered"]
@@ -139,7 +134,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             lambda m: psnr(m, "validation"),
             reference["validation"],
             args.max_loss,
-            on_trial=lambda t: say.update(f"NNCodec alone, QP {t['qp']}: loss {t['loss_db']:+.3f} dB"),
+            on_trial=lambda t: say.update(f"NNCodec alone, QP {t['nnr_qp']}: loss {t['loss_db']:+.3f} dB"),
         )
         rows.append(
             {
@@ -159,7 +154,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             lambda m: psnr(m, "validation"),
             reference["validation"],
             args.max_loss,
-            on_trial=lambda t: say.update(f"nnslim nnr, QP {t['qp']}: loss {t['loss_db']:+.3f} dB"),
+            on_trial=lambda t: say.update(f"nnslim nnr, QP {t['nnr_qp']}: loss {t['loss_db']:+.3f} dB"),
         )
         config = dataclasses.replace(config, qp=qp)
         rows.append(

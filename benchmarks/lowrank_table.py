@@ -27,10 +27,9 @@ from rich.table import Table
 from nnslim.compress.lowrank import apply_lowrank
 from nnslim.evaluate.runtime import torch_ms_per_frame
 from nnslim.io import atomic_write_json
-from nnslim.models.data import encode_pairs
 from nnslim.models.filters import parameter_count
+from nnslim.models.splits import splits_for
 from nnslim.models.train import load_filter, validate
-from nnslim.video.content import cache_dir, load_manifest, select
 
 # Seed 002, tables 1 and 2 (KB, % of the original, PSNR dB, runtime % of the original).
 PUBLISHED = [
@@ -47,9 +46,7 @@ VARIANTS: list[tuple[str, dict[str, int]]] = [
 
 def measure(model_path: Path, sequences: Path, repetitions: int) -> list[dict[str, Any]]:
     model, meta = load_filter(model_path)
-    training = meta["training"]
-    test = list(select(load_manifest(sequences), "test", max_size=(416, 240)))
-    pairs = encode_pairs(test, training["codec"], tuple(training["qps"]), cache_dir() / "encodes")
+    pairs = splits_for(meta, sequences, (416, 240)).pairs("test")
     rows = []
     for name, ranks in VARIANTS:
         variant = apply_lowrank(model, ranks) if ranks else model

@@ -28,8 +28,8 @@ from rich.table import Table
 from nnslim.io import atomic_write_bytes, atomic_write_json
 from nnslim.models.assess import filter_gain, summarise
 from nnslim.models.filters import kmac_per_pixel, parameter_count
+from nnslim.models.splits import splits_for
 from nnslim.models.train import lineage, load_filter
-from nnslim.video.content import cache_dir, load_manifest, select
 
 LADDER = (22, 27, 32, 37)
 
@@ -39,8 +39,8 @@ def card_row(model_path: Path, sequences_dir: Path, frames: int | None) -> dict[
     training = meta["training"]
     qps = tuple(training["qps"])
     measured_qps = LADDER if len(qps) > 1 else qps
-    sequences = list(select(load_manifest(sequences_dir), "test", max_size=(416, 240)))
-    gain = filter_gain(model, sequences, training["codec"], measured_qps, cache_dir() / "encodes", frames)
+    splits = splits_for(meta, sequences_dir, (416, 240), frames, coding=(training["codec"], measured_qps))
+    gain = filter_gain(model, splits.pairs("test"))
     runs = lineage(training)
     return {
         "file": model_path.name,

@@ -337,10 +337,11 @@ def test_pack_with_rate_control_then_inspect_and_unpack(tmp_path: Path, capsys: 
     assert result["decided_on"] == "validation" and result["validation_sequences"] == ["TinyVal"]
     assert result["test_sequences"] == ["Tiny"] and math.isfinite(result["test_loss_db"])
     assert result["validation_loss_db"] == result["chosen"]["loss_db"]
-    within = [t["qp"] for t in result["trials"] if t["within"]]
-    assert result["chosen"]["qp"] == max(within)
-    tried = {t["qp"] for t in result["trials"]}
-    assert all(qp in tried for qp in range(result["chosen"]["qp"] + 1, min(result["chosen"]["qp"] + 8, -1) + 1))
+    within = [t["nnr_qp"] for t in result["trials"] if t["within"]]
+    chosen = result["chosen"]["nnr_qp"]
+    assert chosen == max(within) == result["config"]["nnr_qp"] == result["config"]["qp"] == result["chosen"]["qp"]
+    tried = {t["nnr_qp"] for t in result["trials"]}
+    assert all(qp in tried for qp in range(chosen + 1, min(chosen + 8, -1) + 1))
     assert main(["inspect", str(packed), "--json", str(tmp_path / "i.json")]) == 0
     info = json.loads((tmp_path / "i.json").read_text())
     assert info["bytes"] == result["bytes"] and {t["coder"] for t in info["tensors"]} == {"nnr"}
@@ -350,6 +351,20 @@ def test_pack_with_rate_control_then_inspect_and_unpack(tmp_path: Path, capsys: 
     _fails_with(capsys, ["unpack", str(packed), "--out", str(tmp_path / "v")], "(truncated or padded)")
     _fails_with(capsys, ["inspect", str(tmp_path / "none.nnsl")], "no such file")
     _fails_with(capsys, ["pack", str(model), "--coder", "zip", "--out", str(packed)], "unknown coder 'zip'")
+
+
+def test_pack_takes_the_old_qp_flag_with_a_deprecation_message(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = _tiny_filter(tiny_folder, tmp_path)
+    files = {flag: tmp_path / f"{flag.strip('-')}.nnsl" for flag in ("--nnr-qp", "--qp")}
+    for flag, packed in files.items():
+        argv = ["pack", str(model), flag, "-20", "--out", str(packed), "--json", str(packed.with_suffix(".json"))]
+        assert main(argv) == 0
+        config = json.loads(packed.with_suffix(".json").read_text())["config"]
+        assert config["nnr_qp"] == config["qp"] == -20
+    assert "--qp is deprecated; use --nnr-qp" in capsys.readouterr().err
+    assert files["--qp"].read_bytes() == files["--nnr-qp"].read_bytes()
 
 
 def test_evaluate_refuses_bad_input_in_one_line(
@@ -416,7 +431,7 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
     (out / "evaluate.json").unlink()
     assert main(demo) == 0
     printed = capsys.readouterr().out
-    assert "compress (full recipe): finished before" in printed and "stored as run" in printed
+    assert "compress (full recipe): finished before" in printed and "evaluate: done" in printed
     run_id = json.loads((tmp_path / "d.json").read_text())["run_id"]
     assert main(["report", str(run_id)]) == 0
 

@@ -66,7 +66,7 @@ def test_sequences_train_compress_pack_unpack_evaluate_filter(tmp_path: Path) ->
     assert last["loss_db"] <= 1.0 and compressed["onnx"]["max_difference"] < 1e-4
 
     packed = tmp_path / "slim.nnsl"
-    pack = _run(["pack", slim, "--coder", "nnr", "--qp", -32, "--out", packed], tmp_path / "pack.json")
+    pack = _run(["pack", slim, "--coder", "nnr", "--nnr-qp", -32, "--out", packed], tmp_path / "pack.json")
     assert pack["bytes"] == packed.stat().st_size and pack["bytes"] < pack["fp32_bytes"] / 2
     assert pack["bytes"] - pack["header_bytes"] < last["parameters"]  # under a byte a weight at QP -32
     inspected = _run(["inspect", packed], tmp_path / "inspect.json")

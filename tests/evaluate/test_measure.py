@@ -28,9 +28,10 @@ def _filter(seed: int = 0) -> tuple[torch.nn.Module, dict]:
 
 def test_evaluation_table_on_a_tiny_model(tiny_sequence: Sequence, tmp_path: Path) -> None:
     model, meta = _filter()
-    packed = pack(model, meta, PackConfig("nnr", qp=-40))
-    config = EvaluateConfig("x264", (32, 37), width=64, height=48, repetitions=1, threads=1)
-    table = evaluate(model, meta, packed, [tiny_sequence], config, tmp_path / "cache")
+    packed = pack(model, meta, PackConfig("nnr", nnr_qp=-40))
+    pairs = encode_pairs([tiny_sequence], "x264", (32, 37), tmp_path / "cache")
+    config = EvaluateConfig(width=64, height=48, repetitions=1, threads=1)
+    table = evaluate(model, meta, packed, pairs, config)
 
     assert table["size"] == {
         "original_fp32_bytes": 4 * parameter_count(model),
@@ -40,7 +41,7 @@ def test_evaluation_table_on_a_tiny_model(tiny_sequence: Sequence, tmp_path: Pat
     rows = table["performance"]["rows"]
     assert [(r["sequence"], r["qp"]) for r in rows] == [("Tiny", 32), ("Tiny", 37)]
     decoded, _ = unpack(packed)
-    for pair, row in zip(encode_pairs([tiny_sequence], "x264", (32, 37), tmp_path / "cache"), rows, strict=True):
+    for pair, row in zip(pairs, rows, strict=True):
         direct = float(np.mean(psnr_frames(pair.original, filter_frames(decoded, pair.decoded, pair.qp))))
         assert row["psnr_y_reconstructed"] == pytest.approx(direct, abs=1e-9)
         assert row["psnr_y_codec"] == pytest.approx(float(np.mean(psnr_frames(pair.original, pair.decoded))))
@@ -59,9 +60,10 @@ def test_a_file_of_another_filter_is_refused(tiny_sequence: Sequence, tmp_path: 
     model, meta = _filter()
     other = ArchSpec("postfilter", {"channels": 4, "layers": 3})
     packed = pack(build(other), {**meta, "arch": other.to_dict()}, PackConfig("raw"))
-    config = EvaluateConfig("x264", (37,), width=64, height=48, repetitions=1)
+    pairs = encode_pairs([tiny_sequence], "x264", (37,), tmp_path / "cache")
+    config = EvaluateConfig(width=64, height=48, repetitions=1)
     with pytest.raises(NnslimError, match="the file holds a 'postfilter' filter"):
-        evaluate(model, meta, packed, [tiny_sequence], config, tmp_path / "cache")
+        evaluate(model, meta, packed, pairs, config)
     packed = pack(model, {**meta, "training": {"codec": "x265", "qps": [37]}}, PackConfig("raw"))
     with pytest.raises(NnslimError, match="trained for codec x265"):
-        evaluate(model, meta, packed, [tiny_sequence], config, tmp_path / "cache")
+        evaluate(model, meta, packed, pairs, config)

@@ -17,7 +17,7 @@ def _tiny_sweep(tmp_path: Path) -> Path:
     path = tmp_path / "sweep.toml"
     path.write_text(
         f'[sweep]\nmodels = ["{model}"]\nsequences = "{folder}"\nmax_size = "128x64"\nframes = 2\nbudgets = [1.0]\n'
-        "[space]\nenergy = [1.0, 0.6]\ncoder_qp = [-32, 500]\n"
+        "[space]\nenergy = [1.0, 0.6]\nnnr_qp = [-32, 500]\n"
     )
     return path
 

@@ -14,10 +14,7 @@ from torch import nn
 from nnslim.evaluate.plots import plot_crops, plot_gains, plot_pruning_steps, plot_rd_curves
 from nnslim.evaluate.report import Section, Table, write_report
 from nnslim.models.apply import filter_plane
-from nnslim.video.codecs import get_codec
-from nnslim.video.compare import Point, run_point
-from nnslim.video.decode import decode_file
-from nnslim.video.yuv import Sequence, read_yuv, to_8bit
+from nnslim.models.data import LumaPairs
 
 
 @dataclass(frozen=True)
@@ -62,21 +59,16 @@ MODES = {
 def crop_panels(
     original_filter: nn.Module,
     decoded_filter: nn.Module,
-    sequence: Sequence,
-    codec: str,
-    qp: int,
-    cache: Path,
+    pair: LumaPairs,
+    label: str,
     size: tuple[int, int] = (96, 64),
 ) -> dict[str, np.ndarray]:
-    """Original / decoded / filtered / compressed-filtered crops of a sequence's first frame.
+    """Original / decoded / filtered / compressed-filtered crops of a pair's first frame.
 
-    The crop is the window of ``size`` where the codec's error is largest, so artefacts show.
+    The crop is the window of ``size`` where the codec's error is largest, so artefacts show;
+    ``label`` names the decoded panel (e.g. ``x265 QP 37``).
     """
-    spec = get_codec(codec)
-    row = run_point(Point(sequence, spec, qp), 1, cache, with_vmaf=False)
-    video = decode_file(Path(row["bitstream"]), spec.muxer).video
-    decoded = (video if video.y.dtype == np.uint8 else to_8bit(video)).y[0]
-    original = read_yuv(sequence, 1).y[0]
+    decoded, original = pair.decoded[0], pair.original[0]
     width, height = size
     error = np.abs(original.astype(np.int32) - decoded.astype(np.int32))
     best, top, left = -1, 0, 0
@@ -88,9 +80,9 @@ def crop_panels(
     window = (slice(top, top + height), slice(left, left + width))
     return {
         "original": original[window],
-        f"{codec} QP {qp}": decoded[window],
-        "+ filter": filter_plane(original_filter, decoded, qp)[window],
-        "+ compressed filter": filter_plane(decoded_filter, decoded, qp)[window],
+        label: decoded[window],
+        "+ filter": filter_plane(original_filter, decoded, pair.qp)[window],
+        "+ compressed filter": filter_plane(decoded_filter, decoded, pair.qp)[window],
     }
 
 

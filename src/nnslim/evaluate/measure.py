@@ -26,13 +26,10 @@ from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import EXAMPLE_QP, export_onnx, interleaved_frames, onnx_runner, onnx_session
 from nnslim.models.apply import filter_frames, torch_runner
 from nnslim.models.assess import summarise
+from nnslim.models.data import LumaPairs
 from nnslim.models.filters import kmac_per_pixel, parameter_count
 from nnslim.models.train import save_filter
-from nnslim.video.codecs import get_codec
-from nnslim.video.compare import Point, run_point
-from nnslim.video.decode import decode_file
 from nnslim.video.metrics import psnr_frames
-from nnslim.video.yuv import Sequence, read_yuv, to_8bit
 
 MEMORY_PROBE = """
 import json, sys
@@ -60,12 +57,9 @@ print(json.dumps({"idle_rss_mib": idle, "peak_rss_mib": high_water_mib()}))
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """What to measure on.
+    """How to measure runtime and memory, and what file to accept.
 
     Attributes:
-        codec: Codec name.
-        qps: Ladder QPs (four or more give BD-rates).
-        frames: First frames of each sequence (all when None).
         width: Frame width for runtime and memory.
         height: Frame height for runtime and memory.
         repetitions: Timed frames per filter and runtime.
@@ -73,9 +67,6 @@ class EvaluateConfig:
         max_params: The most parameters the file's filter may have (see ``container.Limits``).
     """
 
-    codec: str
-    qps: tuple[int, ...]
-    frames: int | None = None
     width: int = 1920
     height: int = 1080
     repetitions: int = 5
@@ -125,34 +116,25 @@ def memory(
 
 
 def _quality(
-    models: dict[str, nn.Module],
-    sequences: list[Sequence],
-    config: EvaluateConfig,
-    cache: Path,
-    on_step: Callable[[str], None],
+    models: dict[str, nn.Module], pairs: list[LumaPairs], on_step: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """One row per sequence and QP: kbps, Y/U/V PSNR of the codec, and Y-PSNR after each filter."""
-    spec = get_codec(config.codec)
     rows = []
-    for seq in sequences:
-        original = read_yuv(seq, min(config.frames or seq.frames, seq.frames)).y
-        for qp in config.qps:
-            on_step(f"{seq.name} QP {qp}")
-            row = run_point(Point(seq, spec, qp), config.frames, cache, with_vmaf=False)
-            video = decode_file(Path(row["bitstream"]), spec.muxer).video
-            decoded = (video if video.y.dtype == np.uint8 else to_8bit(video)).y
-            out = {
-                "sequence": seq.name,
-                "qp": qp,
-                "kbps": float(row["kbps"]),
-                "psnr_y_codec": float(np.mean(psnr_frames(original, decoded))),
-                "psnr_u_codec": float(row["psnr_u"]),
-                "psnr_v_codec": float(row["psnr_v"]),
-            }
-            for name, model in models.items():
-                on_step(f"{seq.name} QP {qp}: {name} filter")
-                out[f"psnr_y_{name}"] = float(np.mean(psnr_frames(original, filter_frames(model, decoded, qp))))
-            rows.append(out)
+    for pair in pairs:
+        out = {
+            "sequence": pair.name,
+            "qp": pair.qp,
+            "kbps": pair.kbps,
+            "psnr_y_codec": float(np.mean(psnr_frames(pair.original, pair.decoded))),
+            "psnr_u_codec": pair.psnr_uv[0],
+            "psnr_v_codec": pair.psnr_uv[1],
+        }
+        for name, model in models.items():
+            on_step(f"{pair.name} QP {pair.qp}: {name} filter")
+            out[f"psnr_y_{name}"] = float(
+                np.mean(psnr_frames(pair.original, filter_frames(model, pair.decoded, pair.qp)))
+            )
+        rows.append(out)
     return rows
 
 
@@ -177,9 +159,8 @@ def evaluate(
     original: nn.Module,
     original_meta: dict[str, Any],
     packed: bytes,
-    sequences: list[Sequence],
+    pairs: list[LumaPairs],
     config: EvaluateConfig,
-    cache: Path,
     on_step: Callable[[str], None] = lambda _: None,
     trusted_factory: str | None = None,
 ) -> dict[str, Any]:
@@ -189,9 +170,8 @@ def evaluate(
         original: The uncompressed filter.
         original_meta: Its description.
         packed: The `.nnsl` file's bytes; the compressed filter is what they decode to.
-        sequences: Held-out sequences (callers check the split).
-        config: Codec, QPs, frames and runtime settings.
-        cache: Encode cache.
+        pairs: Decoded and original frames of held-out sequences (see ``models.splits``).
+        config: Runtime settings.
         on_step: Progress labels.
         trusted_factory: The user architecture (``file.py:factory``) the file may name; a file
             naming any other user factory is refused (see ``unpack``).
@@ -209,7 +189,7 @@ def evaluate(
     reconstructed, description = unpack(packed, trusted_factory=trusted_factory, max_params=config.max_params)
     check_match(original_meta, description)
     models = {"original": original.eval(), "reconstructed": reconstructed}
-    rows = _quality(models, sequences, config, cache, on_step)
+    rows = _quality(models, pairs, on_step)
     summaries = {name: _per_filter(rows, name) for name in models}
     size: dict[str, float] = {"original_fp32_bytes": 4 * parameter_count(original), "compressed_bytes": len(packed)}
     size["ratio"] = size["original_fp32_bytes"] / size["compressed_bytes"]

@@ -4,59 +4,46 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
 from nnslim.models.apply import filter_frames
-from nnslim.models.data import encode_pairs
+from nnslim.models.data import LumaPairs
 from nnslim.video.metrics import bd_psnr, bd_rate, psnr_frames
-from nnslim.video.yuv import Sequence
 
 
 def filter_gain(
-    model: nn.Module,
-    sequences: list[Sequence],
-    codec: str,
-    qps: tuple[int, ...],
-    cache: Path,
-    frames: int | None = None,
-    on_step: Callable[[str], None] | None = None,
+    model: nn.Module, pairs: list[LumaPairs], on_step: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Y-PSNR of codec alone and codec + filter per sequence and QP, and the BD-rate between them.
 
     Args:
         model: The filter.
-        sequences: Sequences to measure on (callers pass the `test` split).
-        codec: Codec name.
-        qps: Ladder QPs.
-        cache: Encode cache.
-        frames: First frames of each sequence to use (all when None).
+        pairs: Decoded and original frames of held-out sequences (see ``models.splits``).
         on_step: Called with a label before each (sequence, QP).
 
     Returns:
         The summary of :func:`summarise` over one row per sequence and QP.
     """
     rows: list[dict[str, Any]] = []
-    for seq in sequences:
-        for pair in encode_pairs([seq], codec, qps, cache, frames):
-            if on_step:
-                on_step(f"{seq.name} QP {pair.qp}")
-            filtered = filter_frames(model, pair.decoded, pair.qp)
-            before = float(np.mean(psnr_frames(pair.original, pair.decoded)))
-            after = float(np.mean(psnr_frames(pair.original, filtered)))
-            rows.append(
-                {
-                    "sequence": seq.name,
-                    "qp": pair.qp,
-                    "kbps": pair.kbps,
-                    "psnr_y_codec": before,
-                    "psnr_y_filtered": after,
-                    "gain_db": after - before,
-                }
-            )
+    for pair in pairs:
+        if on_step:
+            on_step(f"{pair.name} QP {pair.qp}")
+        filtered = filter_frames(model, pair.decoded, pair.qp)
+        before = float(np.mean(psnr_frames(pair.original, pair.decoded)))
+        after = float(np.mean(psnr_frames(pair.original, filtered)))
+        rows.append(
+            {
+                "sequence": pair.name,
+                "qp": pair.qp,
+                "kbps": pair.kbps,
+                "psnr_y_codec": before,
+                "psnr_y_filtered": after,
+                "gain_db": after - before,
+            }
+        )
     return summarise(rows)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +13,6 @@ import torch
 from nnslim.errors import NnslimError
 from nnslim.video.codecs import get_codec
 from nnslim.video.compare import Point, run_point
-from nnslim.video.content import load_manifest, select
 from nnslim.video.decode import decode_file
 from nnslim.video.yuv import Sequence, read_yuv, to_8bit
 
@@ -28,6 +27,7 @@ class LumaPairs:
         decoded: Decoded luma, uint8, shape (frames, height, width).
         original: Original luma, same shape.
         kbps: Bitrate of the encode.
+        psnr_uv: The codec's U and V PSNR over the whole encode.
     """
 
     name: str
@@ -35,50 +35,7 @@ class LumaPairs:
     decoded: np.ndarray
     original: np.ndarray
     kbps: float
-
-
-def filter_pairs(
-    training: dict[str, Any],
-    split: str,
-    sequences: Path,
-    cache: Path,
-    max_size: tuple[int, int] | None = None,
-    frames: int | None = None,
-    on_step: Callable[[str], None] | None = None,
-) -> list[LumaPairs]:
-    """Decoded and original frames of one split at a filter's training codec and QPs.
-
-    Args:
-        training: The filter's recorded training (``codec``, ``qps``, ``validation_sequences``).
-        split: ``validation`` (the filter's validation sequences, held out of its training:
-            decisions are made on them) or ``test`` (the test split, up to ``max_size``: reported only).
-        sequences: Folder with ``sequences.json``.
-        cache: Encode cache.
-        max_size: Largest test frame size.
-        frames: Use only the first ``frames`` frames of each sequence.
-        on_step: Called with a label before each encode.
-
-    Raises:
-        NnslimError: A filter that records no codec, QPs or validation sequences, or sequences missing from the folder.
-    """
-    if "codec" not in training or not training.get("qps"):
-        raise NnslimError("the filter records no training codec and QPs")
-    manifest = load_manifest(sequences)
-    if split == "validation":
-        names = list(training.get("validation_sequences", []))
-        if not names:
-            raise NnslimError("the filter records no validation sequences to decide on")
-        chosen = list(select(manifest, "train", names))
-        missing = sorted(set(names) - {s.name for s in chosen})
-        if missing:
-            raise NnslimError(f"{sequences} lacks the filter's validation sequences {', '.join(missing)}")
-    elif split == "test":
-        chosen = list(select(manifest, "test", None, max_size))
-        if not chosen:
-            raise NnslimError(f"no test sequences in {sequences}")
-    else:
-        raise NnslimError(f"split must be validation or test, not {split!r}")
-    return encode_pairs(chosen, training["codec"], tuple(training["qps"]), cache, frames, on_step)
+    psnr_uv: tuple[float, float] = (math.nan, math.nan)
 
 
 def encode_pairs(
@@ -109,7 +66,8 @@ def encode_pairs(
             row = run_point(Point(seq, spec, qp), frames, cache, with_vmaf=False)
             video = decode_file(Path(row["bitstream"]), spec.muxer).video
             video = video if video.y.dtype == np.uint8 else to_8bit(video)
-            pairs.append(LumaPairs(seq.name, qp, video.y, original, float(row["kbps"])))
+            psnr_uv = (float(row["psnr_u"]), float(row["psnr_v"]))
+            pairs.append(LumaPairs(seq.name, qp, video.y, original, float(row["kbps"]), psnr_uv))
     return pairs
 
 

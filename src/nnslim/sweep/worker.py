@@ -20,9 +20,11 @@ from typing import Any
 import torch
 
 from nnslim.bitstream.pack import pack, unpack
-from nnslim.compress.schedule import Context, Run
+from nnslim.compress.context import Context
 from nnslim.evaluate.runtime import torch_ms_per_frame
 from nnslim.io import atomic_write_bytes, atomic_write_json
+from nnslim.jobs.common import QUIET
+from nnslim.jobs.compress import compress_pairs
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import kmac_per_pixel, parameter_count
 from nnslim.models.train import TrainConfig, load_filter, save_filter, validate
@@ -105,9 +107,10 @@ def run_point(inputs: SharedInputs, point: SweepPoint) -> dict[str, Any]:
         if recipe.stages:
             base = TrainConfig.from_dict(meta["training"])
             base = dataclasses.replace(base, codec=point.codec, qps=(point.qp,), threads=inputs.threads)
-            ctx = Context(pairs.train, pairs.validation, [], base, math.inf, frame_timing=False)
-            run = Run(original, recipe, ctx, scratch / "compress", lambda _: None, inputs.trusted_factory)
-            compressed, _steps, _ = run.run()
+            ctx = Context(pairs.train, pairs.validation, [], base, math.inf)
+            compressed, _steps, _ = compress_pairs(
+                original, recipe, ctx, scratch / "compress", QUIET, inputs.trusted_factory
+            )
             save_filter(compressed, scratch / "slim.pt", meta)
             model, meta = load_filter(scratch / "slim.pt", inputs.trusted_factory)
     data = pack(model, meta, pack_config(point.knobs))

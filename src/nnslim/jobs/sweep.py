@@ -1,9 +1,9 @@
-"""The sweep driver: prepares the shared inputs, hands points to an executor, records every outcome.
+"""The sweep job: prepares the shared inputs, hands points to an executor, records every outcome.
 
-Only the driver writes. Each finished point leaves ``OUT/points/KEY.json`` (its settings and
+Only this job writes. Each finished point leaves ``OUT/points/KEY.json`` (its settings and
 figures, or its error) and, when it worked, ``OUT/points/KEY.nnsl``, and a row in the results
 store. A rerun skips every point that has its JSON, so a stopped sweep resumes; failed points
-run again only when asked.
+run again only when asked. The points themselves run in ``sweep.worker``.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from nnslim.errors import NnslimError
 from nnslim.evaluate.plots import plot_pareto
 from nnslim.evaluate.report import Section, Table, write_report
 from nnslim.evaluate.runtime import torch_ms_per_frame
-from nnslim.io import atomic_write_bytes, atomic_write_json
-from nnslim.models.data import encode_pairs
+from nnslim.io import atomic_write_bytes, atomic_write_json, require_writable_dir
+from nnslim.jobs.common import encode_cache, versions
+from nnslim.models.splits import splits_for
 from nnslim.models.train import load_filter, validate
 from nnslim.store import ResultsStore
-from nnslim.sweep import pareto
+from nnslim.sweep import pareto, space
 from nnslim.sweep.executors import local_slots, run_local, run_ray
-from nnslim.sweep.space import SweepConfig, SweepPoint, points
+from nnslim.sweep.space import SweepConfig, SweepPoint, points, with_aliases
 from nnslim.sweep.worker import FilterFile, PairSet, SharedInputs, pair_key
-from nnslim.video import content
 from nnslim.video.yuv import parse_size
 
 
@@ -88,26 +88,17 @@ def prepare(
             raise NnslimError(f"{name} records no training codec and QP")
         trained_for[name] = (str(training["codec"]), int(training["qps"][0]))
     chosen = points(config, trained_for)
-    manifest = content.load_manifest(Path(config.sequences))
-    available = {s.name: s for s in content.select(manifest, "train")}
-    test = list(content.select(manifest, "test", None, parse_size(config.max_size) if config.max_size else None))
-    if not test:
-        raise NnslimError(f"no test sequences in {config.sequences}")
+    max_size = parse_size(config.max_size) if config.max_size else None
     pairs: dict[str, PairSet] = {}
     for point in chosen:
         key = pair_key(point)
         if key in pairs:
             continue
-        training = filters[point.model].meta["training"]
-        names = [*training["train_sequences"], *training["validation_sequences"]]
-        if missing := sorted(set(names) - set(available)):
-            raise NnslimError(f"{config.sequences} lacks {point.model}'s training sequences {', '.join(missing)}")
-        qps = (point.qp,)
-        train = encode_pairs(
-            [available[n] for n in training["train_sequences"]], point.codec, qps, cache, None, on_step
+        coding = (point.codec, (point.qp,))
+        splits = splits_for(
+            filters[point.model].meta, Path(config.sequences), max_size, config.frames, coding=coding, cache=cache
         )
-        val = encode_pairs([available[n] for n in training["validation_sequences"]], point.codec, qps, cache, None)
-        held_out = encode_pairs(test, point.codec, qps, cache, config.frames, on_step)
+        train, val, held_out = (splits.pairs(split, on_step) for split in ("train", "validation", "test"))
         references = [validate(originals[point.model], p, frame_step=1)["psnr_y_filtered"] for p in (val, held_out)]
         pairs[key] = PairSet(train, val, held_out, *references)
     speeds = {}
@@ -131,26 +122,59 @@ def finished_points(out: Path, chosen: list[SweepPoint]) -> dict[str, dict[str, 
     return found
 
 
+@dataclass(frozen=True)
+class SweepRequest:
+    """Run (or resume) a sweep.
+
+    Attributes:
+        sweep: The sweep file (TOML).
+        out: Output folder; a rerun runs only the missing points.
+        executor: Where points run (a local pool or Ray) and their threads.
+        retry_failed: Run failed points again.
+        cache: Encode cache.
+        store: Results store.
+        trust_factory: The user architecture (``file.py:factory``) the sweep's filters may name.
+    """
+
+    sweep: Path
+    out: Path
+    executor: Executor = Executor()
+    retry_failed: bool = False
+    cache: Path | None = None
+    store: Path | None = None
+    trust_factory: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """``summarise``'s document (rows, front, best per budget), ``ran`` and ``skipped``, and the run id."""
+
+    document: dict[str, Any]
+    run_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.document, "run_id": self.run_id}
+
+
 def run_sweep(
-    config: SweepConfig,
-    config_path: Path,
-    out: Path,
-    executor: Executor,
-    cache: Path,
-    store: ResultsStore,
+    request: SweepRequest,
     on_step: Callable[[str], None] = lambda _: None,
     on_progress: Callable[[Tally], None] = lambda _: None,
-    retry_failed: bool = False,
-    trusted_factory: str | None = None,
-) -> dict[str, Any]:
+) -> SweepResult:
     """Run (or resume) a sweep and summarise it.
 
-    ``trusted_factory`` is the user architecture (``file.py:factory``) the sweep's filters may name.
-
-    Returns:
-        ``summarise``'s document, plus ``ran`` (points run this time) and ``skipped``.
+    Raises:
+        NnslimError: A bad sweep file, filters or settings; a failing point is recorded instead.
     """
-    chosen, inputs, speeds = prepare(config, executor, cache, on_step, trusted_factory)
+    config = space.load(request.sweep)
+    executor, retry_failed = request.executor, request.retry_failed
+    if executor.threads < 1 or (executor.workers is not None and executor.workers < 1):
+        raise NnslimError("--threads and --workers must be at least 1")
+    out = require_writable_dir(request.out, create=True)
+    store = ResultsStore(request.store)
+    cache = encode_cache(request.cache)
+    config_path = request.sweep
+    chosen, inputs, speeds = prepare(config, executor, cache, on_step, request.trust_factory)
     previous = finished_points(out, chosen)
     todo = [p for p in chosen if p.key() not in previous or (retry_failed and previous[p.key()]["status"] == "failed")]
     waiting = {p.key() for p in todo}
@@ -181,7 +205,11 @@ def run_sweep(
         else:
             progress.failed += 1
         on_progress(progress)
-    return {**summarise(config, out, chosen, speeds), "ran": len(todo), "skipped": len(chosen) - len(todo)}
+    document = {**summarise(config, out, chosen, speeds), "ran": len(todo), "skipped": len(chosen) - len(todo)}
+    params = {"sweep": str(config_path), "out": str(out), "ray": executor.ray, "threads": executor.threads}
+    summary = {k: document[k] for k in ("points", "finished", "failed", "front", "best", "ran", "skipped")}
+    run_id = store.record("sweep", params, summary, versions(sorted({r["codec"] for r in document["rows"]})))
+    return SweepResult(document, run_id)
 
 
 def _record(
@@ -205,7 +233,7 @@ def _flat(row: dict[str, Any], speeds: dict[str, float]) -> dict[str, Any]:
         "model": Path(row["model"]).stem,
         "codec": row["codec"],
         "qp": row["qp"],
-        **row["knobs"],
+        **with_aliases(row["knobs"]),
         **{
             k: row.get(k)
             for k in ("bytes", "parameters", "kmac_per_pixel", "loss_db", "test_loss_db", "ms_per_1080p", "seconds")
@@ -245,12 +273,12 @@ def summarise(config: SweepConfig, out: Path, chosen: list[SweepPoint], speeds: 
 _COLUMNS = [
     ("model", "model"),
     ("sparsity", "sparsity"),
-    ("activation", "activation"),
+    ("fraction", "activation fraction"),
     ("energy", "low-rank energy"),
-    ("quantizer", "quantizer"),
+    ("method", "quantizer"),
     ("bits", "bits"),
     ("coder", "coder"),
-    ("coder_qp", "coder QP"),
+    ("nnr_qp", "NNR QP"),
     ("bytes", "file bytes"),
     ("parameters", "parameters"),
     ("ms_per_1080p", "ms per 1080p"),

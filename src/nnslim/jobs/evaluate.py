@@ -1,0 +1,100 @@
+"""The evaluation table of an original filter against the filter decoded from its `.nnsl` file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nnslim.bitstream.container import BitstreamError
+from nnslim.errors import NnslimError
+from nnslim.evaluate.measure import EvaluateConfig, evaluate
+from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache, filter_path, record
+from nnslim.jobs.pack import read_nnsl
+from nnslim.models.splits import splits_for
+from nnslim.models.train import load_filter
+from nnslim.video.yuv import parse_size
+
+
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """Evaluate a file against its original.
+
+    Attributes:
+        original: The uncompressed filter file (or a compress output folder).
+        file: The .nnsl file; its decoded filter is measured.
+        sequences: Folder with ``sequences.json``.
+        names: Only these test sequences.
+        max_size: Skip sequences larger than WxH.
+        codec: Codec (the filter's own when None).
+        qps: Ladder QPs (the filter's own when empty; four or more give BD-rates).
+        frames: First frames of each sequence.
+        runtime: Timing and memory settings, and the most parameters the file may declare.
+        cache: Encode cache.
+        store: Results store.
+        trust_factory: The user architecture the filters may name.
+    """
+
+    original: Path
+    file: Path
+    sequences: Path = Path("data/sequences")
+    names: tuple[str, ...] = ()
+    max_size: str | None = "416x240"
+    codec: str | None = None
+    qps: tuple[int, ...] = ()
+    frames: int | None = None
+    runtime: EvaluateConfig = field(default_factory=EvaluateConfig)
+    cache: Path | None = None
+    store: Path | None = None
+    trust_factory: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """The table (``size``, ``performance``, ``complexity``, ``runtime``, ``memory``) and what it was measured on."""
+
+    params: dict[str, Any]
+    table: dict[str, Any]
+    run_id: int
+
+    @property
+    def loss_db(self) -> float:
+        return float(self.table["performance"]["loss_db"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.params, "run_id": self.run_id, **self.table}
+
+
+def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> EvaluateResult:
+    """Measure the original and the decoded filter side by side on the test split.
+
+    Raises:
+        NnslimError: A missing, corrupt or mismatched file, or sequences that made the filter.
+    """
+    original, meta = load_filter(filter_path(request.original), request.trust_factory)
+    if not request.file.is_file():
+        raise NnslimError(f"{request.file}: no such file")
+    training = meta.get("training", {})
+    codec = request.codec or training.get("codec", "x265")
+    qps = check_qps(codec, request.qps or tuple(training.get("qps", ())))
+    max_size = parse_size(request.max_size) if request.max_size else None
+    names = list(request.names) or None
+    cache = encode_cache(request.cache)
+    splits = splits_for(
+        meta, request.sequences, max_size, request.frames, names=names, coding=(codec, qps), cache=cache
+    )
+    packed = read_nnsl(request.file, request.runtime.max_params)
+    pairs = splits.pairs("test", progress.status)
+    try:
+        table = evaluate(original, meta, packed, pairs, request.runtime, progress.status, request.trust_factory)
+    except BitstreamError as exc:
+        raise NnslimError(f"{request.file}: {exc}") from None
+    params = {
+        "original": str(request.original),
+        "file": str(request.file),
+        "codec": codec,
+        "qps": list(qps),
+        "sequences": splits.names("test"),
+        "frames": request.frames,
+    }
+    return EvaluateResult(params, table, record(request.store, "evaluate", params, table, [codec]))

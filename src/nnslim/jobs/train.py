@@ -1,0 +1,148 @@
+"""Train a filter on the train split, and apply one to a decoded sequence."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nnslim.errors import NnslimError
+from nnslim.io import require_writable_file
+from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache
+from nnslim.models import train as training
+from nnslim.models.apply import filter_yuv_file
+from nnslim.models.filters import build
+from nnslim.models.splits import Splits
+from nnslim.video import content
+from nnslim.video.yuv import Sequence, describe_yuv, parse_size
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Train a filter.
+
+    Attributes:
+        settings: Training settings (architecture, codec, QPs, steps, batch, patch, learning
+            rate, loss, seed, ...); the sequence names and ``init`` are filled in here.
+        out: Filter file to write (.pt, with .json beside it).
+        sequences: Folder with ``sequences.json``.
+        validation: Train-split sequences held out for validation.
+        train: Train on these train-split sequences only (all but ``validation`` when empty).
+        init: Start from this filter's weights.
+        resume: Continue from the checkpoint beside ``out``.
+        cache: Encode cache.
+    """
+
+    settings: training.TrainConfig
+    out: Path
+    sequences: Path = Path("data/sequences")
+    validation: tuple[str, ...] = ("Motorcycle",)
+    train: tuple[str, ...] = ()
+    init: Path | None = None
+    resume: bool = False
+    cache: Path | None = None
+
+
+def _named(names: tuple[str, ...], available: list[Sequence], role: str) -> list[str]:
+    unknown = sorted(set(names) - {s.name for s in available})
+    if unknown:
+        raise NnslimError(f"{role} sequence(s) {', '.join(unknown)} are not in the train split")
+    return list(names)
+
+
+StepCallback = Callable[[int, float, dict[str, float] | None], None]
+
+
+def train(request: TrainRequest, on_step: StepCallback | None = None, progress: Progress = QUIET) -> dict[str, Any]:
+    """Encode the training sequences (cached) and train; returns the filter's description.
+
+    Raises:
+        NnslimError: Bad settings, unknown sequences, or nothing left to train on.
+    """
+    config = request.settings
+    build(config.arch)
+    if config.loss not in ("mse", "l1"):
+        raise NnslimError(f"--loss must be mse or l1, got {config.loss!r}")
+    if not 0 <= 2 * config.margin < config.patch:
+        raise NnslimError(f"--margin {config.margin} leaves nothing of a {config.patch}-pixel patch for the loss")
+    check_qps(config.codec, config.qps)
+    require_writable_file(request.out)
+    available = list(content.select(content.load_manifest(request.sequences), "train"))
+    validation = _named(request.validation, available, "validation")
+    if request.train:
+        names = _named(request.train, available, "training")
+        if set(names) & set(validation):
+            raise NnslimError("a sequence cannot be both trained and validated on")
+        chosen = [s for s in available if s.name in names]
+    else:
+        chosen = [s for s in available if s.name not in validation]
+    if not chosen:
+        raise NnslimError(f"no train-split sequences left in {request.sequences} for training")
+    if request.init:
+        training.starting_weights(request.init, config.arch)
+    held_out = tuple(s for s in available if s.name in validation)
+    splits = Splits(
+        config.codec, config.qps, {"train": tuple(chosen), "validation": held_out}, encode_cache(request.cache)
+    )
+    config = replace(
+        config,
+        train_sequences=tuple(s.name for s in chosen),
+        validation_sequences=tuple(validation),
+        init=str(request.init) if request.init else None,
+    )
+    progress.status("encoding the training sequences")
+    train_pairs = splits.pairs("train", progress.status)
+    val_pairs = splits.pairs("validation") if validation else []
+    return training.train(config, train_pairs, val_pairs, request.out, resume=request.resume, on_step=on_step)
+
+
+@dataclass(frozen=True)
+class FilterRequest:
+    """Apply a filter to a decoded .yuv.
+
+    Attributes:
+        model: Filter file.
+        input: Decoded 8-bit 4:2:0 .yuv.
+        out: Filtered .yuv to write.
+        reference: Original .yuv, for PSNR before and after.
+        size: WxH, unless the file names say it.
+        qp: QP of the decoded video (needed for filters trained on several QPs).
+        tile: Tile side in pixels.
+        overlap: Context pixels around each tile.
+        trust_factory: The user architecture the filter may name.
+    """
+
+    model: Path
+    input: Path
+    out: Path
+    reference: Path | None = None
+    size: str | None = None
+    qp: int | None = None
+    tile: int = 256
+    overlap: int = 16
+    trust_factory: str | None = None
+
+
+def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Filter a decoded sequence into a file; PSNR before and after when a reference is given.
+
+    Raises:
+        NnslimError: Unreadable files, mismatched sizes, or a multi-QP filter without ``qp``.
+    """
+    model, meta = training.load_filter(request.model, request.trust_factory)
+    decoded = describe_yuv(request.input, parse_size(request.size) if request.size else None)
+    reference = describe_yuv(request.reference, (decoded.width, decoded.height)) if request.reference else None
+    if reference is not None and reference.frames < decoded.frames:
+        raise NnslimError(
+            f"{reference.path.name} has {reference.frames} frames, {decoded.path.name} has {decoded.frames}"
+        )
+    require_writable_file(request.out)
+    trained_qps = meta.get("training", {}).get("qps", [])
+    qp = request.qp if request.qp is not None else (trained_qps[0] if len(trained_qps) == 1 else None)
+    if qp is None:
+        raise NnslimError("this filter was trained on several QPs; give --qp")
+    result = filter_yuv_file(
+        model, decoded, request.out, qp, reference, request.tile, request.overlap, on_frame=on_frame
+    )
+    return {"model": str(request.model), "input": str(request.input), "qp": qp, **result, "frames": decoded.frames}
