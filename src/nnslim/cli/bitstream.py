@@ -46,15 +46,13 @@ def cmd_pack(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_unpack(args: argparse.Namespace) -> dict[str, Any]:
     result = pack.unpack_file(pack.UnpackRequest(args.file, args.out, args.max_params, args.trust_factory))
-    console.print(
-        f"decoded {args.file} in {result['decode_seconds'] * 1000:.1f} ms; "
-        f"wrote {Path(result['out']) / 'slim.pt'} and slim.json"
-    )
-    return result
+    ms = result.decode_seconds * 1000
+    console.print(f"decoded {args.file} in {ms:.1f} ms; wrote {result.out / 'slim.pt'} and slim.json")
+    return result.to_json()
 
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
-    info = pack.inspect_file(args.file, args.decode, args.max_params)
+    info = pack.inspect_file(args.file, args.decode, args.max_params).to_json()
     model = info["model"]
     console.print(
         f"{escape(str(args.file))}: {info['bytes']:,} bytes (header {info['header_bytes']:,}); architecture "

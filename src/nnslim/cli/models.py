@@ -55,9 +55,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
                 )
             progress.update(task, completed=done, description=text)
 
-        description = train.train(request, step)
-    console.print(f"filter written to {args.out} and {args.out.with_suffix('.json')}")
-    return description
+        trained = train.train(request, step)
+    console.print(f"filter written to {trained.out} and {trained.out.with_suffix('.json')}")
+    return trained.to_json()
 
 
 def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,15 +67,16 @@ def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     with bar() as progress:
         task = progress.add_task("filtering", total=None)
-        result = train.apply(request, on_frame=lambda: progress.advance(task))
-    if "psnr_before" in result and result["psnr_before"] is not None:
+        filtered = train.apply(request, on_frame=lambda: progress.advance(task))
+    result = filtered.to_json()
+    if result.get("psnr_before") is not None:
         before, after = result["psnr_before"], result["psnr_after"]
         console.print(
             "Y/U/V PSNR before {:.3f}/{:.3f}/{:.3f} dB, after {:.3f}/{:.3f}/{:.3f} dB (Y {:+.3f} dB)".format(
                 before["y"], before["u"], before["v"], after["y"], after["u"], after["v"], after["y"] - before["y"]
             )
         )
-    console.print(f"filtered {result['frames']} frames into {args.out}; peak memory {result['peak_rss_mib']:.0f} MiB")
+    console.print(f"filtered {filtered.frames} frames into {args.out}; peak memory {result['peak_rss_mib']:.0f} MiB")
     return result
 
 

@@ -121,7 +121,7 @@ def demo(request: DemoRequest, progress: Progress = QUIET) -> DemoResult:
     )  # fmt: skip
     _step("pack (nnr, QP searched within 0.02 dB)", out / "pack.json", lambda: pack_file(packing, progress), progress)
     unpacking = UnpackRequest(out / "slim.nnsl", out / "decoded", trust_factory=trust)
-    _step("unpack", out / "unpack.json", lambda: _Plain(unpack_file(unpacking)), progress)
+    _step("unpack", out / "unpack.json", lambda: unpack_file(unpacking), progress)
     timing = EvaluateConfig(repetitions=mode.repetitions)
 
     def evaluating(file: Path) -> EvaluateRequest:
@@ -144,16 +144,6 @@ def demo(request: DemoRequest, progress: Progress = QUIET) -> DemoResult:
     results = {"seconds": seconds, "report": str(page), "evaluation": json.loads((out / "evaluate.json").read_text())}
     run_id = record(request.store, "demo", params, results, ["x265"])
     return DemoResult(out, mode.name, model, seqs, seconds, page, run_id)
-
-
-@dataclass(frozen=True)
-class _Plain:
-    """A step result that is already its JSON document."""
-
-    document: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return self.document
 
 
 def _crops(model: Path, out: Path, seqs: Path, trust: str | None) -> dict[str, Any]:

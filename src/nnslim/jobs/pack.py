@@ -217,8 +217,31 @@ class UnpackRequest:
     trust_factory: str | None = None
 
 
-def unpack_file(request: UnpackRequest) -> dict[str, Any]:
-    """Decode the file and write the filter; returns the file, the folder, the decode time and the description.
+@dataclass(frozen=True)
+class UnpackResult:
+    """A decoded file.
+
+    Attributes:
+        file: The .nnsl file.
+        out: The folder holding ``slim.pt`` and ``slim.json``.
+        decode_seconds: Time to decode.
+        description: The filter's description from the file's header.
+    """
+
+    file: Path
+    out: Path
+    decode_seconds: float
+    description: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": str(self.file), "out": str(self.out), "decode_seconds": self.decode_seconds,
+            "description": self.description,
+        }  # fmt: skip
+
+
+def unpack_file(request: UnpackRequest) -> UnpackResult:
+    """Decode the file and write the filter.
 
     Raises:
         NnslimError: A corrupt, hostile or untrusted file (the message names the file).
@@ -232,17 +255,34 @@ def unpack_file(request: UnpackRequest) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     out = require_writable_dir(request.out, create=True)
     save_filter(model, out / "slim.pt", {"format": "nnslim-filter", "version": 1, **description})
-    return {"file": str(request.file), "out": str(out), "decode_seconds": seconds, "description": description}
+    return UnpackResult(request.file, out, seconds, description)
 
 
-def inspect_file(path: Path, decode: bool = False, max_params: int = DEFAULT_MAX_PARAMS) -> dict[str, Any]:
-    """What an .nnsl file holds (``bitstream.pack.summary``), with the file's name.
+@dataclass(frozen=True)
+class InspectResult:
+    """What an .nnsl file holds.
+
+    Attributes:
+        file: The file.
+        summary: ``bitstream.pack.summary``'s tables: header, model description, chunks, tensors
+            (with entropy estimates when decoded) and byte counts.
+    """
+
+    file: Path
+    summary: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": str(self.file), **self.summary}
+
+
+def inspect_file(path: Path, decode: bool = False, max_params: int = DEFAULT_MAX_PARAMS) -> InspectResult:
+    """What an .nnsl file holds (``bitstream.pack.summary``).
 
     Raises:
         NnslimError: A corrupt or hostile file (the message names the file).
     """
     data = read_nnsl(path, max_params)
     try:
-        return {"file": str(path), **summary(data, decode=decode, max_params=max_params)}
+        return InspectResult(path, summary(data, decode=decode, max_params=max_params))
     except NnslimError as exc:
         raise NnslimError(f"{path}: {exc}") from None

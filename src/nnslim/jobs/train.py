@@ -54,8 +54,24 @@ def _named(names: tuple[str, ...], available: list[Sequence], role: str) -> list
 StepCallback = Callable[[int, float, dict[str, float] | None], None]
 
 
-def train(request: TrainRequest, on_step: StepCallback | None = None, progress: Progress = QUIET) -> dict[str, Any]:
-    """Encode the training sequences (cached) and train; returns the filter's description.
+@dataclass(frozen=True)
+class TrainResult:
+    """The trained filter.
+
+    Attributes:
+        out: The filter file (.pt, with .json beside it).
+        description: Its JSON description (architecture, training settings, validation figures).
+    """
+
+    out: Path
+    description: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.description
+
+
+def train(request: TrainRequest, on_step: StepCallback | None = None, progress: Progress = QUIET) -> TrainResult:
+    """Encode the training sequences (cached) and train.
 
     Raises:
         NnslimError: Bad settings, unknown sequences, or nothing left to train on.
@@ -94,7 +110,8 @@ def train(request: TrainRequest, on_step: StepCallback | None = None, progress: 
     progress.status("encoding the training sequences")
     train_pairs = splits.pairs("train", progress.status)
     val_pairs = splits.pairs("validation") if validation else []
-    return training.train(config, train_pairs, val_pairs, request.out, resume=request.resume, on_step=on_step)
+    description = training.train(config, train_pairs, val_pairs, request.out, resume=request.resume, on_step=on_step)
+    return TrainResult(request.out, description)
 
 
 @dataclass(frozen=True)
@@ -124,7 +141,32 @@ class FilterRequest:
     trust_factory: str | None = None
 
 
-def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FilterResult:
+    """A filtered sequence.
+
+    Attributes:
+        model: The filter file.
+        input: The decoded .yuv.
+        qp: The QP the filter was told.
+        figures: ``models.apply.filter_yuv_file``'s: frames, output, peak memory, and Y/U/V PSNR
+            before and after (``psnr_before``, ``psnr_after``) when a reference was given.
+    """
+
+    model: Path
+    input: Path
+    qp: int
+    figures: dict[str, Any]
+
+    @property
+    def frames(self) -> int:
+        return int(self.figures["frames"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": str(self.model), "input": str(self.input), "qp": self.qp, **self.figures}
+
+
+def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) -> FilterResult:
     """Filter a decoded sequence into a file; PSNR before and after when a reference is given.
 
     Raises:
@@ -145,4 +187,4 @@ def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) ->
     result = filter_yuv_file(
         model, decoded, request.out, qp, reference, request.tile, request.overlap, on_frame=on_frame
     )
-    return {"model": str(request.model), "input": str(request.input), "qp": qp, **result, "frames": decoded.frames}
+    return FilterResult(request.model, request.input, qp, result)
