@@ -76,7 +76,7 @@ def test_missing_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_encode_writes_json_and_a_store_row(tiny_sequence: Sequence, tmp_path: Path, private_store: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    report = tmp_path / "encode.json"
+    report = tmp_path / "new" / "encode.json"  # a --json folder that is missing is made, as `make demo` needs
     argv = ["encode", str(tiny_sequence.path), "--codec", "x265", "--qp", "27", "--out", str(out)]
     assert main([*argv, "--json", str(report), "--save-decoded"]) == 0
     row = json.loads(report.read_text())

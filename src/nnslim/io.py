@@ -92,9 +92,9 @@ def require_writable_dir(path: Path, create: bool = False) -> Path:
     return path
 
 
-def require_writable_file(path: Path) -> Path:
-    """Check that a file can be written at ``path`` (its directory exists and is writable)."""
-    require_writable_dir(path.parent if str(path.parent) else Path("."))
+def require_writable_file(path: Path, create: bool = False) -> Path:
+    """Check that a file can be written at ``path``: its folder exists (or, with ``create``, is made), writable."""
+    require_writable_dir(path.parent if str(path.parent) else Path("."), create)
     if path.is_dir():
         raise NnslimError(f"output file {path} is a directory")
     return path

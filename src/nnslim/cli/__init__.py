@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.json:
-            require_writable_file(args.json)
+            require_writable_file(args.json, create=True)
         result = args.func(args)
         if args.json:
             atomic_write_json(args.json, result)
