@@ -1,10 +1,12 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from nnslim.bitstream import nnr
-from nnslim.bitstream.container import BitstreamError, read
+from nnslim.bitstream.container import BitstreamError, read, write
 from nnslim.bitstream.pack import SIDE, PackConfig, pack, unpack
 from nnslim.compress import constraints, quantize
 from nnslim.errors import NnslimError
@@ -143,3 +145,16 @@ def test_fuzz_ten_thousand_mutated_files() -> None:
         for name, value in weights[trial % 3].items():
             assert torch.equal(decoded.state_dict()[name], value), name
     assert outcomes["refused"] >= 9_900
+
+
+def test_the_nnr_qp_reads_under_both_names_from_new_and_older_files() -> None:
+    model, meta = _model()
+    data = pack(model, meta, PackConfig("nnr", nnr_qp=-30))
+    container = read(data)
+    assert "qp" not in container.model["packing"] and container.model["packing"]["nnr_qp"] == -30
+    older = {k: (-30 if k == "nnr_qp" else v) for k, v in container.model["packing"].items()}
+    older["qp"] = older.pop("nnr_qp")
+    written = write(replace(container, model=container.model | {"packing": older}))
+    for file in (data, written):
+        packing = unpack(file)[1]["packing"]
+        assert packing["nnr_qp"] == packing["qp"] == -30

@@ -13,7 +13,7 @@ Each coder of the registry (``coders.CODERS``) says what it does with the state 
 ``coders`` sends named tensors to another coder than the file's. The header carries the
 architecture as data (arch name and arguments, the layers whose shapes compression changed),
 what the filter was trained for, and the packing settings (``nnr_qp`` was ``qp`` in older
-files, which read as ``nnr_qp``).
+files; a decoded description carries both names).
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ def _description(meta: dict[str, Any], config: PackConfig) -> dict[str, Any]:
 
 
 def _current(model: dict[str, Any]) -> dict[str, Any]:
-    """A file's description in today's vocabulary: the packing settings' ``qp`` of older files as ``nnr_qp``."""
+    """A file's description with the NNR QP of its packing under both names, ``nnr_qp`` and the older ``qp``."""
     packing = model.get("packing")
-    if not isinstance(packing, dict) or "qp" not in packing or "nnr_qp" in packing:
+    if not isinstance(packing, dict) or ("qp" in packing) == ("nnr_qp" in packing):
         return model
-    return model | {"packing": {("nnr_qp" if k == "qp" else k): v for k, v in packing.items()}}
+    value = packing.get("nnr_qp", packing.get("qp"))
+    return model | {"packing": packing | {"nnr_qp": value, "qp": value}}
 
 
 def _coded(name: str, tensor: torch.Tensor, weight: bool, config: PackConfig) -> tuple[Coded, ...]:
@@ -270,7 +271,7 @@ def unpack(
 
     Returns:
         The model and its description (``arch``, ``layers``, ``training``, ``packing``), the
-        shape of a filter file's JSON; an older file's packing ``qp`` reads as ``nnr_qp``.
+        shape of a filter file's JSON; the packing's NNR QP is under ``nnr_qp`` and, as older files named it, ``qp``.
 
     Raises:
         BitstreamError: A corrupt file, one over a limit, an untrusted factory, or tensors that do

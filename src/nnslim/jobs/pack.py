@@ -124,6 +124,7 @@ def _search(
     def decoded(packed: bytes) -> nn.Module:
         return unpack(packed, trusted_factory=request.trust_factory)[0]
 
+    start = time.perf_counter()
     reference_psnr = reference_psnr_on(validation)
     progress.status("searching the NNR QP on validation")
     qp, data, trials = search_qp(
@@ -135,6 +136,7 @@ def _search(
         on_trial=lambda t: progress.status(f"NNR QP {t['nnr_qp']}: {t['bytes']:,} bytes, loss {t['loss_db']:+.3f} dB"),
     )
     chosen = next(t for t in trials if t["nnr_qp"] == qp)
+    search_seconds = time.perf_counter() - start
     test = splits.pairs("test", progress.status)
     progress.status("measuring the chosen file once on the test split")
     test_loss = reference_psnr_on(test) - psnr(decoded(data), test)
@@ -153,6 +155,7 @@ def _search(
         "chosen": chosen,
         "validation_loss_db": chosen["loss_db"],
         "test_loss_db": test_loss,
+        "search_seconds": search_seconds,
     }
 
 
