@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"compress"},
     {"bitstream"},
+    {"adapt"},
     {"evaluate"},
     {"jobs", "sweep"},
     {"cli", "__main__"},

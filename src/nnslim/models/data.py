@@ -28,6 +28,7 @@ class LumaPairs:
         original: Original luma, same shape.
         kbps: Bitrate of the encode.
         psnr_uv: The codec's U and V PSNR over the whole encode.
+        video_bytes: Bytes of the video bitstream (0 when not known).
     """
 
     name: str
@@ -36,6 +37,7 @@ class LumaPairs:
     original: np.ndarray
     kbps: float
     psnr_uv: tuple[float, float] = (math.nan, math.nan)
+    video_bytes: int = 0
 
 
 def encode_pairs(
@@ -67,7 +69,8 @@ def encode_pairs(
             video = decode_file(Path(row["bitstream"]), spec.muxer).video
             video = video if video.y.dtype == np.uint8 else to_8bit(video)
             psnr_uv = (float(row["psnr_u"]), float(row["psnr_v"]))
-            pairs.append(LumaPairs(seq.name, qp, video.y, original, float(row["kbps"]), psnr_uv))
+            size = math.ceil(int(row["bits"]) / 8)
+            pairs.append(LumaPairs(seq.name, qp, video.y, original, float(row["kbps"]), psnr_uv, size))
     return pairs
 
 

@@ -1,6 +1,8 @@
 """The ``nnr`` coder: every tensor it codes in one MPEG-NNR bitstream (``bitstream.nnr``), quantized at a QP.
 
-Weights (two or more dimensions) take ``nnr_qp``, the other tensors ``nonweight_qp``. With
+Weights (two or more dimensions) take ``nnr_qp``, the other tensors ``nonweight_qp``. A table
+entry of dtype int32 (no parameters) is an integer tensor that NNR codes exactly (the switch
+flags of a content-adaptive update). With
 ``lossless``, a weight-shared tensor is coded exactly instead: int32 codebook indices in the
 bitstream, and its codebook as a raw float32 side tensor named ``NAME#codebook``.
 """
@@ -52,6 +54,10 @@ def _join(tensors: dict[str, np.ndarray], config: Settings) -> bytes:
 
 
 def _check(entry: TensorEntry, table: Mapping[str, TensorEntry]) -> None:
+    if entry.dtype == "int32":
+        if entry.params:
+            raise BitstreamError(f"tensor {entry.name!r}: an nnr integer tensor (coded exactly) takes no parameters")
+        return
     check_floats(entry)
     side, qp = entry.params.get("codebook"), entry.params.get("qp")
     if side is not None:
@@ -84,7 +90,7 @@ def _resolve(entry: TensorEntry, decoded: Mapping[str, np.ndarray]) -> np.ndarra
 
 
 def _estimate_bits(entry: TensorEntry, values: np.ndarray) -> float:
-    if entry.params.get("codebook") is not None:
+    if entry.dtype == "int32" or entry.params.get("codebook") is not None:
         return entropy_bits(values)
     with np.errstate(invalid="ignore", over="ignore"):  # a hostile bitstream may decode to infinities
         return entropy_bits(np.rint(values / nnr.step_size(entry.params["qp"])).astype(np.int64))

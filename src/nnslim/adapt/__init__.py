@@ -1,0 +1,1 @@
+"""Content-adaptive filtering: per-sequence updates and the encoder's switch, NNR-coded."""

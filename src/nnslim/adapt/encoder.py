@@ -1,0 +1,225 @@
+"""The encoder side of content adaptation: fine-tune, quantize by rate-distortion, set the switch.
+
+For one sequence, the encoder (which holds the original) trains what ``AdaptConfig.mode``
+adapts on that sequence's own decoded and original frames (all coding QPs at once: the filters
+take the QP as input), then, for each coding QP, chooses the update's NNR QP, or no update, by
+minimising ``J = SSE + lambda * bits`` with the codec's own Lagrange multiplier (HM's
+``0.57 * 2**((QP - 12) / 3)``, times ``lambda_scale``), and sets the per-block switch. What
+it measures is the output a decoder makes from the update as decoded (``update.decode``), so
+that decoding gives the same samples bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nnslim.adapt import params, switch, update
+from nnslim.adapt.params import Mode
+from nnslim.bitstream import nnr
+from nnslim.errors import NnslimError
+from nnslim.models.apply import filter_frames
+from nnslim.models.data import LumaPairs
+from nnslim.models.filters import ArchSpec
+from nnslim.models.train import TrainConfig, finetune
+from nnslim.video.metrics import psnr_frames
+
+HM_ALPHA = 0.57
+"""HM's Lagrange multiplier constant for luma SSE: lambda = 0.57 * 2**((QP - 12) / 3)."""
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How the encoder adapts a filter to a sequence (fixed on validation sequences, see the README).
+
+    Attributes:
+        mode: What adapts (``params.MODES``).
+        switch: Whether the encoder sets per-block switch flags.
+        block: The switch's block side in luma samples.
+        steps: Fine-tuning steps.
+        lr: Adam's learning rate.
+        batch: Patches per step.
+        patch: Patch side.
+        nnr_qps: NNR QPs the update may be quantized with (besides sending none).
+        lambda_scale: Multiplies HM's lambda.
+        rd_frame_step: The rate-distortion choice looks at every n-th frame.
+        seed: Seeds the patch sampling.
+        threads: CPU threads.
+    """
+
+    mode: Mode = "biases"
+    switch: bool = True
+    block: int = 64
+    steps: int = 200
+    lr: float = 1e-3
+    batch: int = 8
+    patch: int = 64
+    nnr_qps: tuple[int, ...] = (-44, -40, -36, -32, -28, -24)
+    lambda_scale: float = 1.0
+    rd_frame_step: int = 4
+    seed: int = 0
+    threads: int | None = 2
+
+    def __post_init__(self) -> None:
+        params.check_mode(self.mode)
+        if self.block not in switch.BLOCKS:
+            raise NnslimError(f"--block must be one of {', '.join(map(str, switch.BLOCKS))}, not {self.block}")
+        if self.steps < 0 or self.rd_frame_step < 1 or self.lambda_scale < 0:
+            raise NnslimError("steps and lambda_scale must be 0 or more, rd_frame_step 1 or more")
+
+
+def hm_lambda(qp: int) -> float:
+    """HM's Lagrange multiplier for luma SSE at a codec QP."""
+    return HM_ALPHA * 2.0 ** ((qp - 12) / 3)
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One sequence at one QP, as the encoder chose to send it.
+
+    Attributes:
+        qp: The codec QP.
+        data: The `.nnsu` file.
+        signalled_bytes: What a codec carries of it (``update.signalled_bytes``).
+        output: The luma a decoder makes from the video and this update, uint8 (frames, height, width).
+        flags_on: Share of blocks whose filter is on (1.0 without a switch).
+    """
+
+    qp: int
+    data: bytes
+    signalled_bytes: int
+    output: np.ndarray
+    flags_on: float
+
+
+def train_update(
+    base: nn.Module,
+    arch: ArchSpec,
+    pairs: list[LumaPairs],
+    config: AdaptConfig,
+    on_step: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Fine-tune what ``config.mode`` adapts on one sequence's pairs; returns the update, unquantized.
+
+    Raises:
+        NnslimError: Pairs of more than one sequence.
+    """
+    if len({p.name for p in pairs}) != 1:
+        raise NnslimError("an update is trained on one sequence: its decoded and original frames only")
+    if config.mode == "none" or config.steps == 0:
+        return np.zeros(params.size(base, config.mode), np.float32)
+    tuned = params.trainable(base, config.mode)
+    settings = TrainConfig(
+        arch, steps=config.steps, batch=config.batch, patch=config.patch, lr=config.lr,
+        warmup=min(20, config.steps // 10 + 1), seed=config.seed, threads=config.threads,
+    )  # fmt: skip
+    finetune(tuned, pairs, settings, on_step)
+    return params.vector(base, tuned, config.mode)
+
+
+def quantized(values: np.ndarray, nnr_qp: int) -> tuple[np.ndarray, int]:
+    """The values as NNR quantizes them at ``nnr_qp`` (coded and decoded), and the bytes of that bitstream."""
+    data = nnr.encode({"update": values}, nnr_qp, nnr_qp)
+    return nnr.decode(data, {"update": values.size})["update"].astype(np.float32), len(data)
+
+
+def _sse(original: np.ndarray, test: np.ndarray) -> float:
+    return float(((original.astype(np.int64) - test.astype(np.int64)) ** 2).sum())
+
+
+def _filtered(base: nn.Module, mode: Mode, values: np.ndarray, decoded: np.ndarray, qp: int) -> np.ndarray:
+    return filter_frames(params.apply_update(base, mode, values), decoded, qp)
+
+
+def _decoder_output(
+    pair: LumaPairs, filtered: np.ndarray, config: AdaptConfig, frames: slice
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The switched output on ``frames`` and its flags (the filtered frames and None without a switch)."""
+    decoded, original = pair.decoded[frames], pair.original[frames]
+    if not config.switch:
+        return filtered, None
+    flags = switch.decide(original, decoded, filtered, config.block)
+    return switch.switched(decoded, filtered, flags, config.block), flags
+
+
+def choose_nnr_qp(base: nn.Module, pair: LumaPairs, raw: np.ndarray, config: AdaptConfig) -> list[dict[str, Any]]:
+    """Each choice of the update's NNR QP (None: no update) and its rate-distortion cost, on every n-th frame.
+
+    The cost is ``SSE + lambda * bits`` of the update, the SSE scaled to all frames; the switch's
+    flags cost about the same whatever the choice, and are left out of it.
+    """
+    frames = slice(None, None, config.rd_frame_step)
+    lam = config.lambda_scale * hm_lambda(pair.qp)
+    choices: list[int | None] = [None] + ([*config.nnr_qps] if config.mode != "none" and raw.size else [])
+    trials = []
+    for nnr_qp in choices:
+        values, size = quantized(raw, nnr_qp) if nnr_qp is not None else (np.zeros_like(raw), 0)
+        filtered = _filtered(base, config.mode, values, pair.decoded[frames], pair.qp)
+        output, _ = _decoder_output(pair, filtered, config, frames)
+        sse = _sse(pair.original[frames], output) * config.rd_frame_step
+        trials.append({"nnr_qp": nnr_qp, "bytes": size, "sse": sse, "cost": sse + lam * 8 * size, "lambda": lam})
+    return trials
+
+
+def code_sequence_qp(
+    base: nn.Module, base_sha256: str, pair: LumaPairs, raw: np.ndarray, config: AdaptConfig, codec: str
+) -> tuple[Coded, list[dict[str, Any]]]:
+    """Choose the update's NNR QP by rate-distortion on the sequence, set the switch, and code the update.
+
+    Returns:
+        The coded update with the output a decoder makes of it, and the rate-distortion trials.
+    """
+    trials = choose_nnr_qp(base, pair, raw, config)
+    best = min(trials, key=lambda t: t["cost"])["nnr_qp"]
+    mode: Mode = config.mode if best is not None else "none"
+    values = quantized(raw, best)[0] if best is not None else np.zeros(0, np.float32)
+    filtered = _filtered(base, mode, values, pair.decoded, pair.qp)
+    output, flags = _decoder_output(pair, filtered, config, slice(None))
+    frames, height, width = pair.decoded.shape
+    chosen = update.Update(
+        base_sha256, pair.name, codec, pair.qp, mode, values, best, config.block if config.switch else None, flags,
+        width, height, frames,
+    )  # fmt: skip
+    data = update.encode(chosen)
+    if not np.array_equal(update.decode(data, base, base_sha256).values, values):
+        raise NnslimError("the update does not decode to the values the encoder evaluated")
+    on = float(flags.mean()) if flags is not None else 1.0
+    return Coded(pair.qp, data, update.signalled_bytes(data), output, on), trials
+
+
+def apply_decoded(base: nn.Module, coded: update.Update, decoded: np.ndarray) -> np.ndarray:
+    """What a decoder outputs: the base filter with the update applied, where the switch is on.
+
+    Raises:
+        NnslimError: Frames of another size or count than the update was made for.
+    """
+    if decoded.shape != (coded.frames, coded.height, coded.width):
+        raise NnslimError(
+            f"the update was made for {coded.frames} frames of {coded.width}x{coded.height}, "
+            f"not {decoded.shape[0]} of {decoded.shape[2]}x{decoded.shape[1]}"
+        )
+    if coded.off:
+        return decoded
+    model = params.apply_update(base, coded.mode, coded.values)
+    filtered = filter_frames(model, decoded, coded.qp)
+    return filtered if coded.flags is None else switch.switched(decoded, filtered, coded.flags, coded.block or 0)
+
+
+def psnr_y(original: np.ndarray, test: np.ndarray) -> float:
+    """Mean Y-PSNR over frames."""
+    return float(np.mean(psnr_frames(original, test)))
+
+
+def kbps_with(pair: LumaPairs, extra_bytes: int) -> float:
+    """The encode's bitrate with ``extra_bytes`` more sent (an update), from its video bytes.
+
+    Raises:
+        NnslimError: Pairs whose video bytes are not known.
+    """
+    if pair.video_bytes <= 0:
+        raise NnslimError(f"{pair.name} QP {pair.qp}: the video's bytes are not known")
+    return pair.kbps * (pair.video_bytes + extra_bytes) / pair.video_bytes

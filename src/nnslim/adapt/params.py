@@ -1,0 +1,148 @@
+"""What a content-adaptive update changes in a filter, and how an update is applied.
+
+An update is one float32 vector: the changes of the adapted parameters, laid end to end in the
+order ``adapted`` gives (the decoder knows the base filter, so it knows that order). Each mode
+names what adapts; everything else stays frozen:
+
+- ``biases``: the bias of every convolution and linear layer (the cheapest update; Nokia's
+  bias-only overfitting of a post-filter).
+- ``multipliers``: one scale per output channel of every convolution, initialised to 1 and
+  folded into that layer's weight and bias when the update is applied, so the deployed filter
+  has no extra layer (Nokia's per-channel multipliers). The vector holds ``scale - 1``.
+- ``last``: the weight and bias of the layers that write the filter's output.
+- ``none``: nothing (the switch alone).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnslim.compress.graph import trace
+from nnslim.errors import NnslimError
+
+Mode = Literal["biases", "multipliers", "last", "none"]
+MODES: tuple[Mode, ...] = ("biases", "multipliers", "last", "none")
+MULTIPLIER = "multiplier"
+"""Name of the per-channel scale a ``multipliers`` model carries on each convolution while it trains."""
+
+
+def check_mode(mode: str) -> Mode:
+    """``mode`` if it is one of ``MODES``.
+
+    Raises:
+        NnslimError: Another name.
+    """
+    if mode not in MODES:
+        raise NnslimError(f"--adapt must be one of {', '.join(MODES)}, not {mode!r}")
+    return cast(Mode, mode)
+
+
+def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _output_layers(model: nn.Module) -> set[str]:
+    ends = trace(model).output_layers
+    return {name for name, _ in _layers(model) if any(name == e or name.startswith(e + ".") for e in ends)}
+
+
+def adapted(model: nn.Module, mode: Mode) -> list[tuple[str, tuple[int, ...]]]:
+    """The parameters an update of ``mode`` changes, in vector order, with their shapes.
+
+    For ``multipliers`` a name is ``LAYER.multiplier``, one value per output channel.
+    """
+    if mode == "none":
+        return []
+    if mode == "multipliers":
+        return [(f"{name}.{MULTIPLIER}", (_channels(m),)) for name, m in _layers(model) if isinstance(m, nn.Conv2d)]
+    params = dict(model.named_parameters())
+    if mode == "biases":
+        names = [f"{name}.bias" for name, _ in _layers(model)]
+        return [(key, tuple(params[key].shape)) for key in names if key in params]
+    last = _output_layers(model)
+    return [(key, tuple(params[key].shape)) for name in sorted(last) for key in (f"{name}.weight", f"{name}.bias")
+            if key in params]  # fmt: skip
+
+
+def size(model: nn.Module, mode: Mode) -> int:
+    """Values in an update of ``mode`` for this filter."""
+    return sum(int(np.prod(shape)) for _, shape in adapted(model, mode))
+
+
+def _channels(conv: nn.Conv2d) -> int:
+    return int(conv.out_channels)
+
+
+def _scale_output(module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+    return output * getattr(module, MULTIPLIER).view(1, -1, *([1] * (output.dim() - 2)))
+
+
+def trainable(base: nn.Module, mode: Mode) -> nn.Module:
+    """A copy of the filter in which only what ``mode`` adapts can train.
+
+    For ``multipliers``, each convolution gets a ``multiplier`` parameter of ones that scales its
+    output channels; ``vector`` reads it and ``apply_update`` folds it.
+    """
+    model = copy.deepcopy(base)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if mode == "multipliers":
+        for _, conv in _layers(model):
+            if isinstance(conv, nn.Conv2d):
+                conv.register_parameter(MULTIPLIER, nn.Parameter(torch.ones(_channels(conv))))
+                conv.register_forward_hook(_scale_output)
+        return model
+    params = dict(model.named_parameters())
+    for name, _ in adapted(model, mode):
+        params[name].requires_grad_(True)
+    return model
+
+
+def vector(base: nn.Module, tuned: nn.Module, mode: Mode) -> np.ndarray:
+    """The update that turns ``base`` into ``tuned`` (a ``trainable`` copy after training), as float32."""
+    now = dict(tuned.named_parameters())
+    before = dict(base.named_parameters())
+    parts = []
+    for name, _ in adapted(base, mode):
+        if mode == "multipliers":
+            parts.append(now[name].detach().numpy().ravel() - 1.0)
+        else:
+            parts.append((now[name].detach() - before[name].detach()).numpy().ravel())
+    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+
+
+def apply_update(base: nn.Module, mode: Mode, update: np.ndarray) -> nn.Module:
+    """A copy of ``base`` with the update applied (multipliers folded into weights and biases), in eval mode.
+
+    The encoder evaluates exactly this model, from the update as the decoder decodes it, so that
+    decoding gives the same output bit for bit.
+
+    Raises:
+        NnslimError: An update of another length than ``mode`` takes for this filter.
+    """
+    wanted = size(base, mode)
+    if update.shape != (wanted,):
+        raise NnslimError(f"the update holds {update.size} values; a {mode} update of this filter holds {wanted}")
+    model = copy.deepcopy(base).eval()
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    start = 0
+    with torch.no_grad():
+        for name, shape in adapted(base, mode):
+            count = int(np.prod(shape))
+            change = torch.from_numpy(update[start : start + count].reshape(shape).copy())
+            start += count
+            if mode == "multipliers":
+                conv = modules[name.removesuffix(f".{MULTIPLIER}")]
+                scale = 1.0 + change
+                conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+                if conv.bias is not None:
+                    conv.bias.mul_(scale)
+            else:
+                params[name].add_(change)
+    return model

@@ -1,0 +1,64 @@
+"""The adapt command: per-sequence updates and the switch, NNR-coded, their bits counted."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from nnslim.adapt.encoder import AdaptConfig
+from nnslim.adapt.params import MODES
+from nnslim.cli.common import Subparsers, add_json, add_selection, add_trust, console, fmt, int_list, name_list, spinner
+from nnslim.jobs import adapt
+
+_CURVES = ("bd_rate_base", "bd_rate_switch", "bd_rate_adapted")
+
+
+def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
+    config = AdaptConfig(
+        mode=args.adapt, switch=args.switch, block=args.block, steps=args.steps, lr=args.lr,
+        nnr_qps=int_list(args.nnr_qps), lambda_scale=args.lambda_scale, threads=args.threads,
+    )  # fmt: skip
+    request = adapt.AdaptRequest(
+        args.model, args.out, args.sequences, config, args.split, name_list(args.names), args.codec,
+        int_list(args.qps) if args.qps else (), args.max_size, args.frames, args.cache, args.trust_factory,
+    )  # fmt: skip
+    with spinner("adapting") as progress:
+        result = adapt.adapt(request, progress)
+    table = Table(title=f"{args.model.name}: BD-rate against {args.codec or 'the codec'} alone, bits counted")
+    for column in ("sequence", "base filter", "switch", "switch + update", "update vs base", "update share"):
+        table.add_column(column, justify="left" if column == "sequence" else "right")
+    share = "update_share_top_qp"
+    for p in [*result.per_sequence, {"sequence": "mean", **result.mean, share: result.mean["update_share_qp37"]}]:
+        table.add_row(
+            p["sequence"],
+            *(fmt(p[k], 2, signed=True) + "%" for k in (*_CURVES, "bd_rate_adapted_vs_base")),
+            fmt(100 * p[share], 2) + "%",
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"updates written to {result.out} in {result.seconds:.0f} s")
+    return result.to_json()
+
+
+def register(sub: Subparsers) -> None:
+    """Add adapt."""
+    p = sub.add_parser("adapt", help="adapt a filter to each sequence: NNR-coded update and switch, bits counted")
+    p.add_argument("model", type=Path, help="base filter: a filter file (.pt) or an .nnsl file")
+    p.add_argument("--adapt", default="biases", choices=MODES, help="what adapts (default: biases)")
+    p.add_argument("--switch", action=argparse.BooleanOptionalAction, default=True, help="per-block on/off flags")
+    p.add_argument("--block", type=int, default=64, help="the switch's block side in luma samples")
+    p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per sequence")
+    p.add_argument("--lr", type=float, default=AdaptConfig.lr, help="fine-tuning learning rate")
+    p.add_argument("--nnr-qps", default=",".join(map(str, AdaptConfig.nnr_qps)), help="NNR QPs the update may take")
+    p.add_argument("--lambda-scale", type=float, default=AdaptConfig.lambda_scale, help="times HM's lambda")
+    p.add_argument("--codec", help="codec (the filter's own by default)")
+    p.add_argument("--qps", help="coding QPs, comma-separated (the filter's own by default)")
+    p.add_argument("--frames", type=int, help="first frames of each sequence (all by default)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--out", type=Path, required=True, help="output folder; a rerun skips finished sequences")
+    add_selection(p, "416x240")
+    add_trust(p)
+    add_json(p, store=False)
+    p.set_defaults(func=cmd_adapt)

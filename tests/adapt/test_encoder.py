@@ -1,0 +1,37 @@
+import numpy as np
+
+from nnslim.adapt import encoder, update
+from nnslim.adapt.encoder import AdaptConfig
+from nnslim.models.apply import filter_frames
+from tests.adapt.common import ARCH, tiny_filter, tiny_pair
+
+SHA = "ef" * 32
+
+
+def test_the_decoder_makes_the_encoders_output_bit_for_bit_and_the_switch_never_loses() -> None:
+    base, pair = tiny_filter(), tiny_pair()
+    config = AdaptConfig(steps=5, batch=2, patch=32, nnr_qps=(-40, -32), rd_frame_step=2, threads=1)
+    raw = encoder.train_update(base, ARCH, [pair], config)
+    assert raw.shape == (17,) and np.abs(raw).max() > 0
+    coded, trials = encoder.code_sequence_qp(base, SHA, pair, raw, config, "x265")
+    assert [t["nnr_qp"] for t in trials] == [None, -40, -32]
+    decoded = update.decode(coded.data, base, SHA)
+    assert np.array_equal(encoder.apply_decoded(base, decoded, pair.decoded), coded.output)
+    codec = encoder.psnr_y(pair.original, pair.decoded)
+    assert encoder.psnr_y(pair.original, coded.output) >= codec
+    assert (
+        encoder.psnr_y(pair.original, coded.output)
+        >= encoder.psnr_y(
+            pair.original, np.where(decoded.flags.any(), filter_frames(base, pair.decoded, pair.qp), pair.decoded)
+        )
+        - 1.0
+    )
+    assert encoder.kbps_with(pair, coded.signalled_bytes) > pair.kbps
+
+
+def test_the_switch_alone_turns_a_harmful_filter_off_for_one_byte() -> None:
+    base, pair = tiny_filter(seed=3), tiny_pair()
+    config = AdaptConfig(mode="none", threads=1)
+    coded, _ = encoder.code_sequence_qp(base, SHA, pair, np.zeros(0, np.float32), config, "x265")
+    assert encoder.psnr_y(pair.original, coded.output) >= encoder.psnr_y(pair.original, pair.decoded)
+    assert coded.signalled_bytes <= 1 or coded.flags_on > 0

@@ -1,0 +1,70 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from nnslim.adapt import update
+from nnslim.adapt.params import size
+from nnslim.bitstream import nnr
+from nnslim.bitstream.container import BitstreamError, read, write
+from tests.adapt.common import tiny_filter
+
+SHA = "ab" * 32
+
+
+def _update(**changes: object) -> update.Update:
+    base = tiny_filter()
+    rng = np.random.default_rng(0)
+    flags = rng.random((4, 1, 2)) < 0.5
+    values = (rng.normal(0, 0.01, size(base, "biases"))).astype(np.float32)
+    made = update.Update(SHA, "Tiny", "x265", 37, "biases", values, -36, 64, flags, 80, 48, 4)
+    return replace(made, **changes)  # type: ignore[arg-type]
+
+
+def test_an_update_decodes_to_its_quantized_values_and_exact_flags() -> None:
+    made = _update()
+    data = update.encode(made)
+    decoded = update.decode(data, tiny_filter(), SHA)
+    assert np.array_equal(decoded.flags, made.flags)
+    assert np.abs(decoded.values - made.values).max() <= 0.5 * nnr.step_size(-36) + 1e-7
+    assert update.decode(update.encode(replace(made, values=decoded.values)), tiny_filter(), SHA).values.tobytes() == (
+        decoded.values.tobytes()
+    )
+    assert 0 < update.signalled_bytes(data) < len(data)
+
+
+def test_what_is_signalled_when_the_filter_is_off_or_there_is_nothing_to_send() -> None:
+    off = _update(values=np.zeros(0, np.float32), mode="none", nnr_qp=None, flags=np.zeros((4, 1, 2), bool))
+    assert update.signalled_bytes(update.encode(off)) == update.OFF_BYTES
+    assert update.decode(update.encode(off), tiny_filter(), SHA).off
+    nothing = replace(off, block=None, flags=None)
+    assert update.signalled_bytes(update.encode(nothing)) == 0
+
+
+def _tampered(data: bytes, **fields: object) -> bytes:
+    container = read(data)
+    return write(replace(container, model=container.model | fields))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"base_sha256": "cd" * 32}, "made for the filter with SHA-256"),
+        ({"frames": 1 << 40}, "frames must be an integer from 1"),
+        ({"width": 16384, "height": 16384, "frames": 1 << 20}, "more than the limit"),
+        ({"values": 5}, "5 values; a biases update of this filter has 17"),
+        ({"frames": 5}, "do not fit its description"),
+        ({"format": "nnslim-filter"}, "not an update file"),
+        ({"mode": "everything"}, "mode must be one of"),
+        ({"block": 7}, "block must be one of"),
+    ],
+)
+def test_hostile_updates_are_refused_before_decoding(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(BitstreamError, match=message):
+        update.decode(_tampered(update.encode(_update()), **fields), tiny_filter(), SHA)
+
+
+def test_a_truncated_update_is_refused() -> None:
+    data = update.encode(_update())
+    with pytest.raises(BitstreamError, match="truncated"):
+        update.decode(data[:-9], tiny_filter(), SHA)
