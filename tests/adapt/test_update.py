@@ -33,11 +33,13 @@ def test_an_update_decodes_to_its_quantized_values_and_exact_flags() -> None:
     assert 0 < update.signalled_bytes(data) < len(data)
 
 
-def test_what_is_signalled_when_the_filter_is_off_or_there_is_nothing_to_send() -> None:
-    off = _update(values=np.zeros(0, np.float32), mode="none", nnr_qp=None, flags=np.zeros((4, 1, 2), bool))
-    assert update.signalled_bytes(update.encode(off)) == update.OFF_BYTES
-    assert update.decode(update.encode(off), tiny_filter(), SHA).off
-    nothing = replace(off, block=None, flags=None)
+def test_a_uniform_switch_costs_its_mode_byte_only_and_nothing_is_sent_for_nothing() -> None:
+    for on in (False, True):
+        uniform = _update(values=np.zeros(0, np.float32), mode="none", nnr_qp=None, flags=np.full((4, 1, 2), on))
+        assert update.signalled_bytes(update.encode(uniform)) == update.MODE_BYTES
+        decoded = update.decode(update.encode(uniform), tiny_filter(), SHA)
+        assert decoded.switch == ("on" if on else "off") and np.array_equal(decoded.flags, uniform.flags)
+    nothing = replace(uniform, block=None, flags=None)
     assert update.signalled_bytes(update.encode(nothing)) == 0
 
 
@@ -56,6 +58,8 @@ def _tampered(data: bytes, **fields: object) -> bytes:
         ({"frames": 5}, "do not fit its description"),
         ({"format": "nnslim-filter"}, "not an update file"),
         ({"mode": "everything"}, "mode must be one of"),
+        ({"switch": "on"}, "do not fit its description"),
+        ({"switch": "sometimes"}, "switch must be on, off or blocks"),
         ({"block": 7}, "block must be one of"),
     ],
 )

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nnslim.errors import NnslimError
-from nnslim.models.apply import filter_plane, filter_yuv_file
+from nnslim.models.apply import filter_plane, filter_yuv_file, plane_filter
 from nnslim.models.filters import ArchSpec, build
 from nnslim.video.yuv import Sequence, describe_yuv, read_yuv
 
@@ -29,7 +29,7 @@ def test_tiles_with_enough_overlap_equal_the_whole_frame() -> None:
 
 def test_filtering_a_file_reports_psnr_and_passes_chroma(tiny_sequence: Sequence, tmp_path: Path) -> None:
     out = tmp_path / "filtered_128x64_30fps_8bit_420.yuv"
-    result = filter_yuv_file(_random_filter(), tiny_sequence, out, 37, reference=tiny_sequence, tile=48)
+    result = filter_yuv_file(plane_filter(_random_filter(), 37, tile=48), tiny_sequence, out, reference=tiny_sequence)
     filtered, original = read_yuv(describe_yuv(out)), read_yuv(tiny_sequence)
     np.testing.assert_array_equal(filtered.u, original.u)
     np.testing.assert_array_equal(filtered.v, original.v)
@@ -42,4 +42,4 @@ def test_filtering_a_file_reports_psnr_and_passes_chroma(tiny_sequence: Sequence
 def test_ten_bit_input_is_refused(tiny_sequence: Sequence, tmp_path: Path) -> None:
     ten = Sequence("T", tiny_sequence.path, 128, 64, 30.0, 4, 10)
     with pytest.raises(NnslimError, match="8-bit"):
-        filter_yuv_file(_random_filter(), ten, tmp_path / "o.yuv", 37)
+        filter_yuv_file(plane_filter(_random_filter(), 37), ten, tmp_path / "o.yuv")

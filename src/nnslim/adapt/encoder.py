@@ -22,7 +22,7 @@ from nnslim.adapt import params, switch, update
 from nnslim.adapt.params import Mode
 from nnslim.bitstream import nnr
 from nnslim.errors import NnslimError
-from nnslim.models.apply import filter_frames
+from nnslim.models.apply import LumaFilter, filter_frames, plane_filter
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec
 from nnslim.models.train import TrainConfig, finetune
@@ -135,6 +135,25 @@ def _filtered(base: nn.Module, mode: Mode, values: np.ndarray, decoded: np.ndarr
     return filter_frames(params.apply_update(base, mode, values), decoded, qp)
 
 
+def flag_bytes(flags: np.ndarray) -> int:
+    """Bytes of the NNR bitstream of per-block flags."""
+    return len(nnr.encode({"flags": flags.astype(np.int32)}, 0, 0))
+
+
+def set_switch(original: np.ndarray, decoded: np.ndarray, filtered: np.ndarray, block: int, lam: float) -> np.ndarray:
+    """The switch's flags of least rate-distortion cost: per block, or every block on, or every block off."""
+    blocks = switch.decide(original, decoded, filtered, block)
+    options = [np.ones_like(blocks), np.zeros_like(blocks)]
+    if blocks.any() and not blocks.all():
+        options.append(blocks)
+
+    def cost(flags: np.ndarray) -> float:
+        rate = flag_bytes(flags) if 0 < flags.sum() < flags.size else 0
+        return _sse(original, switch.switched(decoded, filtered, flags, block)) + lam * 8 * rate
+
+    return min(options, key=cost)
+
+
 def _decoder_output(
     pair: LumaPairs, filtered: np.ndarray, config: AdaptConfig, frames: slice
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -142,7 +161,7 @@ def _decoder_output(
     decoded, original = pair.decoded[frames], pair.original[frames]
     if not config.switch:
         return filtered, None
-    flags = switch.decide(original, decoded, filtered, config.block)
+    flags = set_switch(original, decoded, filtered, config.block, config.lambda_scale * hm_lambda(pair.qp))
     return switch.switched(decoded, filtered, flags, config.block), flags
 
 
@@ -191,22 +210,48 @@ def code_sequence_qp(
     return Coded(pair.qp, data, update.signalled_bytes(data), output, on), trials
 
 
+def update_filter(base: nn.Module, coded: update.Update) -> LumaFilter:
+    """The luma filter a decoder runs: the base filter with the update applied, where the switch is on.
+
+    It filters as ``nnslim filter`` does by default (256-pixel tiles, 16 pixels of context), as
+    the encoder did when it evaluated the update.
+    """
+    model = params.apply_update(base, coded.mode, coded.values)
+    run = plane_filter(model, coded.qp)
+
+    def luma(index: int, plane: np.ndarray) -> np.ndarray:
+        if coded.flags is None:
+            return run(index, plane)
+        if not coded.flags[index].any():
+            return plane
+        block = coded.block or 0
+        return switch.switched(plane[None], run(index, plane)[None], coded.flags[index : index + 1], block)[0]
+
+    return luma
+
+
+def check_frames(coded: update.Update, frames: int, width: int, height: int) -> None:
+    """Refuse a video other than the one the update was made for.
+
+    Raises:
+        NnslimError: Frames of another size or count.
+    """
+    if (frames, width, height) != (coded.frames, coded.width, coded.height):
+        raise NnslimError(
+            f"the update was made for {coded.frames} frames of {coded.width}x{coded.height} of {coded.sequence}, "
+            f"not {frames} of {width}x{height}"
+        )
+
+
 def apply_decoded(base: nn.Module, coded: update.Update, decoded: np.ndarray) -> np.ndarray:
-    """What a decoder outputs: the base filter with the update applied, where the switch is on.
+    """What a decoder outputs for decoded luma (frames, height, width) with this update.
 
     Raises:
         NnslimError: Frames of another size or count than the update was made for.
     """
-    if decoded.shape != (coded.frames, coded.height, coded.width):
-        raise NnslimError(
-            f"the update was made for {coded.frames} frames of {coded.width}x{coded.height}, "
-            f"not {decoded.shape[0]} of {decoded.shape[2]}x{decoded.shape[1]}"
-        )
-    if coded.off:
-        return decoded
-    model = params.apply_update(base, coded.mode, coded.values)
-    filtered = filter_frames(model, decoded, coded.qp)
-    return filtered if coded.flags is None else switch.switched(decoded, filtered, coded.flags, coded.block or 0)
+    check_frames(coded, decoded.shape[0], decoded.shape[2], decoded.shape[1])
+    luma = update_filter(base, coded)
+    return np.stack([luma(index, plane) for index, plane in enumerate(decoded)])
 
 
 def psnr_y(original: np.ndarray, test: np.ndarray) -> float:

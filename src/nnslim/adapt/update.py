@@ -7,13 +7,14 @@ holding up to two tensors:
 - ``update`` (float32): the adapted parameters' changes (``params``), quantized by NNR's
   uniform quantizer at ``nnr_qp`` and DeepCABAC-coded;
 - ``flags`` (int32, 0 or 1, shape frames x rows x cols): the switch's per-block flags, coded
-  exactly by DeepCABAC. A sequence whose filter is off everywhere sends no chunk at all.
+  exactly by DeepCABAC, sent only when they differ: ``switch`` in the description says ``on``
+  (every block on), ``off`` (every block off) or ``blocks`` (the flags tensor says).
 
 The description names the base filter by the SHA-256 of its file (any other base is refused),
 the sequence, codec and QP the update was made for, and the switch's block size. What a codec
-would carry (``signalled_bytes``) is the NNR bitstream, or one byte (the sequence's off flag)
-when there is none; the rest of the description is known to a decoder out of band (the filter
-it holds, the video it decodes).
+would carry (``signalled_bytes``) is the NNR bitstream, plus one byte for the switch's mode
+when there is a switch; the rest of the description is known to a decoder out of band (the
+filter it holds, the video it decodes).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ MAX_FRAMES = 1 << 20
 """Most frames an update's flags may cover."""
 MAX_FLAGS = 1 << 24
 """Most flags (blocks of all frames) an update may hold."""
-OFF_BYTES = 1
-"""Bytes a codec sends for a sequence whose filter is off everywhere: its off flag."""
+SWITCH_MODES = ("on", "off", "blocks")
+"""How a switch is sent: every block on, every block off, or one flag per block."""
+MODE_BYTES = 1
+"""Bytes a codec sends for the switch's mode."""
 
 
 def file_sha256(path: Path) -> str:
@@ -93,7 +96,14 @@ class Update:
     @property
     def off(self) -> bool:
         """Whether the switch turns the filter off in every block."""
-        return self.flags is not None and not self.flags.any()
+        return self.switch == "off"
+
+    @property
+    def switch(self) -> str | None:
+        """The switch's mode (``SWITCH_MODES``), None without a switch."""
+        if self.flags is None:
+            return None
+        return "on" if self.flags.all() else "off" if not self.flags.any() else "blocks"
 
     def describe(self) -> dict[str, Any]:
         """The description written in the file."""
@@ -101,7 +111,7 @@ class Update:
             "format": FORMAT, "version": VERSION, "base_sha256": self.base_sha256, "sequence": self.sequence,
             "codec": self.codec, "qp": self.qp, "mode": self.mode, "values": int(self.values.size),
             "nnr_qp": self.nnr_qp, "block": self.block, "width": self.width, "height": self.height,
-            "frames": self.frames, "off": self.off,
+            "frames": self.frames, "switch": self.switch,
         }  # fmt: skip
 
 
@@ -117,7 +127,7 @@ def encode(update: Update) -> bytes:
         assert update.nnr_qp is not None, "an update with values needs its NNR QP"
         tensors["update"] = update.values.astype(np.float32)
         entries.append(TensorEntry("update", (update.values.size,), "float32", "nnr", 0, {"qp": update.nnr_qp}))
-    if update.flags is not None and not update.off:
+    if update.flags is not None and update.switch == "blocks":
         tensors["flags"] = update.flags.astype(np.int32)
         entries.append(TensorEntry("flags", tuple(update.flags.shape), "int32", "nnr", 0))
     nnr_qp = update.nnr_qp if update.nnr_qp is not None else 0
@@ -126,16 +136,15 @@ def encode(update: Update) -> bytes:
 
 
 def signalled_bytes(data: bytes) -> int:
-    """Bytes a codec would carry for this update: its NNR bitstream, or the off flag's byte (0 for nothing to send).
+    """Bytes a codec would carry for this update: its NNR bitstream and, with a switch, the switch's mode.
 
     Raises:
         BitstreamError: A file that is not an update.
     """
     container = read(data)
     _description(container.model)
-    if container.chunks:
-        return len(container.chunks[0])
-    return OFF_BYTES if container.model["block"] is not None else 0
+    chunk = len(container.chunks[0]) if container.chunks else 0
+    return chunk + (MODE_BYTES if container.model["block"] is not None else 0)
 
 
 def _int(description: dict[str, Any], key: str, low: int, high: int) -> int:
@@ -171,8 +180,8 @@ def _description(description: dict[str, Any]) -> dict[str, Any]:
         rows, cols = grid(height, width, description["block"])
         if frames * rows * cols > MAX_FLAGS:
             raise BitstreamError(f"update: more than the limit of {MAX_FLAGS} switch flags")
-    if not isinstance(description.get("off"), bool):
-        raise BitstreamError("update: off must be true or false")
+    if description.get("switch") not in ((None,) if description["block"] is None else SWITCH_MODES):
+        raise BitstreamError("update: switch must be on, off or blocks with a block size, null without")
     return description
 
 
@@ -182,7 +191,7 @@ def _expected(description: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], s
     if description["values"]:
         wanted["update"] = ((description["values"],), "float32")
     block = description["block"]
-    if block is not None and not description["off"]:
+    if description["switch"] == "blocks":
         wanted["flags"] = ((description["frames"], *grid(description["height"], description["width"], block)), "int32")
     return wanted
 
@@ -220,7 +229,8 @@ def decode(data: bytes, base: nn.Module, base_sha256: str, limits: Limits = DEFA
     flags = None
     if description["block"] is not None:
         shape = (description["frames"], *grid(description["height"], description["width"], description["block"]))
-        flags = tensors["flags"] if "flags" in tensors else np.zeros(shape, np.int32)
+        uniform = np.full(shape, int(description["switch"] == "on"), np.int32)
+        flags = tensors.get("flags", uniform)
         if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
             raise BitstreamError("update: switch flags other than 0 and 1")
         flags = flags.astype(bool)

@@ -16,6 +16,11 @@ from nnslim.jobs import adapt
 _CURVES = ("bd_rate_base", "bd_rate_switch", "bd_rate_adapted")
 
 
+def _percent(value: float, signed: bool = False) -> str:
+    text = fmt(value, 2, signed)
+    return text if text == "n/a" else text + "%"
+
+
 def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     config = AdaptConfig(
         mode=args.adapt, switch=args.switch, block=args.block, steps=args.steps, lr=args.lr,
@@ -34,8 +39,8 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     for p in [*result.per_sequence, {"sequence": "mean", **result.mean, share: result.mean["update_share_qp37"]}]:
         table.add_row(
             p["sequence"],
-            *(fmt(p[k], 2, signed=True) + "%" for k in (*_CURVES, "bd_rate_adapted_vs_base")),
-            fmt(100 * p[share], 2) + "%",
+            *(_percent(p[k], signed=True) for k in (*_CURVES, "bd_rate_adapted_vs_base")),
+            _percent(100 * p[share]),
         )  # fmt: skip
     console.print(table)
     console.print(f"updates written to {result.out} in {result.seconds:.0f} s")

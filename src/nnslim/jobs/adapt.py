@@ -118,9 +118,11 @@ def load_base(path: Path, trust_factory: str | None) -> tuple[nn.Module, dict[st
     return load_filter(path, trust_factory)
 
 
-def _switch_only(sha: str, pair: LumaPairs, filtered: np.ndarray, block: int, codec: str) -> tuple[np.ndarray, int]:
+def _switch_only(
+    sha: str, pair: LumaPairs, filtered: np.ndarray, block: int, lam: float, codec: str
+) -> tuple[np.ndarray, int]:
     """The switch alone on the base filter's output: the decoder's output and the flags' signalled bytes."""
-    flags = switch.decide(pair.original, pair.decoded, filtered, block)
+    flags = encoder.set_switch(pair.original, pair.decoded, filtered, block, lam)
     frames, height, width = pair.decoded.shape
     made = update.Update(sha, pair.name, codec, pair.qp, "none", np.zeros(0, np.float32), None, block, flags,
                          width, height, frames)  # fmt: skip
@@ -143,7 +145,8 @@ def adapt_sequence(
     for pair in pairs:
         progress.status(f"{name} QP {pair.qp}: the base filter, the switch, the update")
         filtered = filter_frames(base, pair.decoded, pair.qp)
-        switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, codec)
+        lam = config.lambda_scale * encoder.hm_lambda(pair.qp)
+        switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, lam, codec)
         coded, trials = encoder.code_sequence_qp(base, sha, pair, raw, config, codec)
         path = request.out / f"{name}_qp{pair.qp}.nnsu"
         atomic_write_bytes(path, coded.data)
@@ -175,6 +178,12 @@ def _bd(rows: list[dict[str, Any]], curve: str, anchor: str = "codec") -> float:
     return bd_rate(first, second)
 
 
+def _mean(values: list[float]) -> float:
+    """The mean of the values that are not NaN (NaN when none is)."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def summarise(done: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per-sequence BD-rates and their means, and the update's share of the video bytes at the highest QP."""
     per_sequence = []
@@ -188,7 +197,7 @@ def summarise(done: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
                "top_qp": top["qp"], "train_seconds": sequence["train_seconds"], "seconds": sequence["seconds"]}
         )  # fmt: skip
     keys = [*(f"bd_rate_{c}" for c in CURVES), "bd_rate_adapted_vs_base"]
-    mean = {k: float(np.nanmean([p[k] for p in per_sequence])) for k in keys}
+    mean = {k: _mean([p[k] for p in per_sequence]) for k in keys}
     shares = [p["update_share_top_qp"] for p in per_sequence if p["top_qp"] == 37]
     mean["update_share_qp37"] = float(np.mean(shares)) if shares else math.nan
     return per_sequence, mean

@@ -7,11 +7,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
+from nnslim.adapt import encoder, update
 from nnslim.errors import NnslimError
 from nnslim.io import require_writable_file
+from nnslim.jobs.adapt import load_base
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache
+from nnslim.jobs.pack import read_nnsl
 from nnslim.models import train as training
-from nnslim.models.apply import filter_yuv_file
+from nnslim.models.apply import LumaFilter, filter_yuv_file, plane_filter
 from nnslim.models.filters import build
 from nnslim.models.splits import Splits
 from nnslim.video import content
@@ -128,6 +133,8 @@ class FilterRequest:
         tile: Tile side in pixels.
         overlap: Context pixels around each tile.
         trust_factory: The user architecture the filter may name.
+        update: A content-adaptive update (.nnsu) of this filter for this video: it gives the QP
+            and the switch, and the default tiling is used, as the encoder used it.
     """
 
     model: Path
@@ -139,6 +146,7 @@ class FilterRequest:
     tile: int = 256
     overlap: int = 16
     trust_factory: str | None = None
+    update: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -166,13 +174,34 @@ class FilterResult:
         return {"model": str(self.model), "input": str(self.input), "qp": self.qp, **self.figures}
 
 
+def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decoded: Sequence) -> tuple[LumaFilter, int]:
+    """The luma filter and the QP it runs at: the filter alone, or with its update for this video."""
+    if request.update is None:
+        trained_qps = meta.get("training", {}).get("qps", [])
+        qp = request.qp if request.qp is not None else (trained_qps[0] if len(trained_qps) == 1 else None)
+        if qp is None:
+            raise NnslimError("this filter was trained on several QPs; give --qp")
+        return plane_filter(model, qp, request.tile, request.overlap), qp
+    if (request.tile, request.overlap) != (256, 16):
+        raise NnslimError("with --update the filter runs as the encoder ran it: leave --tile and --overlap alone")
+    try:
+        coded = update.decode(read_nnsl(request.update), model, update.file_sha256(request.model))
+    except NnslimError as exc:
+        raise NnslimError(f"{request.update}: {exc}") from None
+    if request.qp is not None and request.qp != coded.qp:
+        raise NnslimError(f"{request.update} was made for QP {coded.qp}, not {request.qp}")
+    encoder.check_frames(coded, decoded.frames, decoded.width, decoded.height)
+    return encoder.update_filter(model, coded), coded.qp
+
+
 def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) -> FilterResult:
     """Filter a decoded sequence into a file; PSNR before and after when a reference is given.
 
     Raises:
-        NnslimError: Unreadable files, mismatched sizes, or a multi-QP filter without ``qp``.
+        NnslimError: Unreadable files, mismatched sizes, a multi-QP filter without ``qp``, or an
+            update made for another filter or video.
     """
-    model, meta = training.load_filter(request.model, request.trust_factory)
+    model, meta = load_base(request.model, request.trust_factory)
     decoded = describe_yuv(request.input, parse_size(request.size) if request.size else None)
     reference = describe_yuv(request.reference, (decoded.width, decoded.height)) if request.reference else None
     if reference is not None and reference.frames < decoded.frames:
@@ -180,11 +209,6 @@ def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) ->
             f"{reference.path.name} has {reference.frames} frames, {decoded.path.name} has {decoded.frames}"
         )
     require_writable_file(request.out)
-    trained_qps = meta.get("training", {}).get("qps", [])
-    qp = request.qp if request.qp is not None else (trained_qps[0] if len(trained_qps) == 1 else None)
-    if qp is None:
-        raise NnslimError("this filter was trained on several QPs; give --qp")
-    result = filter_yuv_file(
-        model, decoded, request.out, qp, reference, request.tile, request.overlap, on_frame=on_frame
-    )
+    luma, qp = _luma(request, model, meta, decoded)
+    result = filter_yuv_file(luma, decoded, request.out, reference, on_frame=on_frame)
     return FilterResult(request.model, request.input, qp, result)

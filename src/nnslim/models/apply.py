@@ -92,14 +92,21 @@ def filter_frames(model: nn.Module, planes: np.ndarray, qp: int, tile: int = 256
     return np.stack([filter_plane(model, p, qp, tile, overlap) for p in planes])
 
 
+LumaFilter = Callable[[int, np.ndarray], np.ndarray]
+"""What filters a decoded sequence, one luma plane at a time: (frame index, plane) -> output plane."""
+
+
+def plane_filter(model: nn.Module, qp: int, tile: int = 256, overlap: int = 16) -> LumaFilter:
+    """A filter applied to every frame alike (``filter_plane``)."""
+    model.eval()
+    return lambda _index, plane: filter_plane(model, plane, qp, tile, overlap)
+
+
 def filter_yuv_file(
-    model: nn.Module,
+    luma: LumaFilter,
     decoded: Sequence,
     out: Path,
-    qp: int,
     reference: Sequence | None = None,
-    tile: int = 256,
-    overlap: int = 16,
     on_frame: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Filter the luma of a decoded ``.yuv`` frame by frame; chroma passes through.
@@ -107,13 +114,10 @@ def filter_yuv_file(
     Only one frame is held at a time and the output appears at ``out`` only when complete.
 
     Args:
-        model: The filter.
+        luma: The luma filter (``plane_filter`` of a model, or a filter with a content-adaptive update).
         decoded: The decoded 8-bit sequence.
         out: Filtered ``.yuv`` to write.
-        qp: Ladder QP of the decoded video.
         reference: The original, for PSNR before and after.
-        tile: Tile side.
-        overlap: Context around each tile.
         on_frame: Called after each frame.
 
     Returns:
@@ -122,7 +126,6 @@ def filter_yuv_file(
     """
     if decoded.bitdepth != 8:
         raise NnslimError(f"{decoded.path.name}: only 8-bit input is supported")
-    model.eval()
     before: list[list[float]] = [[], [], []]
     after: list[list[float]] = [[], [], []]
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
@@ -130,7 +133,7 @@ def filter_yuv_file(
         with os.fdopen(fd, "wb") as sink:
             for index in range(decoded.frames):
                 frame = read_yuv(decoded, 1, index)
-                filtered_y = filter_plane(model, frame.y[0], qp, tile, overlap)[None]
+                filtered_y = luma(index, frame.y[0])[None]
                 for plane in (filtered_y, frame.u, frame.v):
                     sink.write(plane.tobytes())
                 if reference is not None:
