@@ -29,6 +29,7 @@ def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     request = adapt.AdaptRequest(
         args.model, args.out, args.sequences, config, args.split, name_list(args.names), args.codec,
         int_list(args.qps) if args.qps else (), args.max_size, args.frames, args.cache, args.trust_factory,
+        args.ray, args.workers,
     )  # fmt: skip
     with spinner("adapting") as progress:
         result = adapt.adapt(request, progress)
@@ -61,7 +62,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--codec", help="codec (the filter's own by default)")
     p.add_argument("--qps", help="coding QPs, comma-separated (the filter's own by default)")
     p.add_argument("--frames", type=int, help="first frames of each sequence (all by default)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per sequence")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the sequences on Ray: local, auto, or HOST:PORT")
+    p.add_argument("--workers", type=int, help="local pool size (as many sequences as fit on the cores by default)")
     p.add_argument("--out", type=Path, required=True, help="output folder; a rerun skips finished sequences")
     add_selection(p, "416x240")
     add_trust(p)

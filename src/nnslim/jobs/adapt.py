@@ -1,11 +1,12 @@
 """Adapt a filter to each sequence it codes: an NNR-coded update and the switch, their bits counted.
 
-For each sequence (one after another; a finished one is kept in ``OUT/SEQ.json`` and skipped by
-a rerun), the encoder fine-tunes what ``AdaptConfig.mode`` adapts on that sequence's own frames
-at every coding QP, then for each QP chooses the update's NNR QP by rate-distortion, sets the
-switch, and writes ``OUT/SEQ_qpQP.nnsu``. Each QP is measured four ways: the codec alone, the
-base filter as it is, the switch alone, and the switch with the update, each with its bits
-counted in the bitrate, and summed up as BD-rates against the codec alone.
+Sequences run side by side in the sweep's executors (a local process pool, or Ray); a finished
+one is kept in ``OUT/SEQ.json`` and skipped by a rerun. For each, the encoder fine-tunes what
+``AdaptConfig.mode`` adapts on that sequence's own frames at every coding QP, then for each QP
+chooses the update's NNR QP by rate-distortion, sets the switch, and writes
+``OUT/SEQ_qpQP.nnsu``. Each QP is measured four ways: the codec alone, the base filter as it
+is, the switch alone, and the switch with the update, each with its bits counted in the
+bitrate, and summed up as BD-rates against the codec alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from nnslim.models.data import LumaPairs
 from nnslim.models.filters import ArchSpec
 from nnslim.models.splits import splits_for
 from nnslim.models.train import load_filter
+from nnslim.sweep.executors import local_slots, run_local, run_ray
 from nnslim.video.metrics import bd_rate
 from nnslim.video.yuv import parse_size
 
@@ -57,6 +60,8 @@ class AdaptRequest:
         frames: First frames of each sequence (all when None).
         cache: Encode cache.
         trust_factory: The user architecture the filter may name.
+        ray: Run the sequences on Ray (``local``, ``auto`` or an address) instead of the local pool.
+        workers: Local pool size (as many sequences as fit on the cores at ``config.threads`` when None).
     """
 
     model: Path
@@ -71,6 +76,8 @@ class AdaptRequest:
     frames: int | None = None
     cache: Path | None = None
     trust_factory: str | None = None
+    ray: str | None = None
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,27 +136,41 @@ def _switch_only(
     return switch.switched(pair.decoded, filtered, flags, block), update.signalled_bytes(update.encode(made))
 
 
-def adapt_sequence(
-    base: nn.Module, arch: ArchSpec, sha: str, pairs: list[LumaPairs], request: AdaptRequest, progress: Progress
-) -> dict[str, Any]:
-    """Adapt to one sequence at every QP; writes its updates, returns its rows and timings."""
-    config, codec = request.config, request.codec or ""
-    name = pairs[0].name
+@dataclass(frozen=True)
+class SequenceInputs:
+    """What every worker gets once: the base filter, the settings, and each sequence's pairs.
+
+    Attributes:
+        base: The base filter.
+        arch: Its architecture.
+        sha: The SHA-256 of its file.
+        pairs: Each sequence's pairs, by name.
+        config: How the encoder adapts.
+        codec: The codec.
+    """
+
+    base: nn.Module
+    arch: ArchSpec
+    sha: str
+    pairs: dict[str, list[LumaPairs]]
+    config: AdaptConfig
+    codec: str
+
+
+def adapt_sequence(inputs: SequenceInputs, name: str) -> dict[str, Any]:
+    """Adapt to one sequence at every QP (in a worker); returns its rows, timings and update files by QP."""
+    config, base, sha = inputs.config, inputs.base, inputs.sha
+    pairs = inputs.pairs[name]
     start = time.perf_counter()
-    steps = config.steps
-    raw = encoder.train_update(
-        base, arch, pairs, config, lambda done: progress.status(f"{name}: fine-tuning, step {done} of {steps}")
-    )
+    raw = encoder.train_update(base, inputs.arch, pairs, config)
     trained = time.perf_counter() - start
-    rows = []
+    rows, files = [], {}
     for pair in pairs:
-        progress.status(f"{name} QP {pair.qp}: the base filter, the switch, the update")
         filtered = filter_frames(base, pair.decoded, pair.qp)
         lam = config.lambda_scale * encoder.hm_lambda(pair.qp)
-        switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, lam, codec)
-        coded, trials = encoder.code_sequence_qp(base, sha, pair, raw, config, codec)
-        path = request.out / f"{name}_qp{pair.qp}.nnsu"
-        atomic_write_bytes(path, coded.data)
+        switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, lam, inputs.codec)
+        coded, trials = encoder.code_sequence_qp(base, sha, pair, raw, config, inputs.codec)
+        files[pair.qp] = coded.data
         rows.append(
             {
                 "sequence": name, "qp": pair.qp, "video_bytes": pair.video_bytes, "kbps": pair.kbps,
@@ -161,10 +182,11 @@ def adapt_sequence(
                 "kbps_adapted": encoder.kbps_with(pair, coded.signalled_bytes),
                 "update_share": coded.signalled_bytes / pair.video_bytes, "file_bytes": len(coded.data),
                 "flags_on": coded.flags_on, "nnr_qp": min(trials, key=lambda t: t["cost"])["nnr_qp"],
-                "trials": trials, "update": str(path),
+                "trials": trials,
             }
         )  # fmt: skip
-    return {"sequence": name, "rows": rows, "train_seconds": trained, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    return {"sequence": name, "rows": rows, "train_seconds": trained, "seconds": seconds, "files": files}
 
 
 def _bd(rows: list[dict[str, Any]], curve: str, anchor: str = "codec") -> float:
@@ -228,21 +250,43 @@ def adapt(request: AdaptRequest, progress: Progress = QUIET) -> AdaptResult:
     settings = {"model": str(request.model), "sha256": sha, "codec": codec, "qps": list(qps),
                 "frames": request.frames, "config": dataclasses.asdict(request.config)}  # fmt: skip
     settings = json.loads(json.dumps(json_safe(settings)))  # as saved: tuples become lists
-    arch = ArchSpec.from_dict(meta["arch"])
-    done = []
-    for name in dict.fromkeys(p.name for p in pairs):
-        path = out / f"{name}.json"
-        saved = _saved(path, settings)
-        if saved is None:
-            mine = [p for p in pairs if p.name == name]
-            saved = adapt_sequence(base, arch, sha, mine, dataclasses.replace(request, codec=codec), progress)
-            atomic_write_json(path, json_safe({"settings": settings, **saved}))
-        progress.note(_line(saved))
-        done.append(saved)
+    by_name = {name: [p for p in pairs if p.name == name] for name in dict.fromkeys(p.name for p in pairs)}
+    saved = {name: _saved(out / f"{name}.json", settings) for name in by_name}
+    todo = [name for name, found in saved.items() if found is None]
+    inputs = SequenceInputs(
+        base, ArchSpec.from_dict(meta["arch"]), sha, {n: by_name[n] for n in todo}, request.config, codec
+    )
+    for name, outcome in _run(inputs, todo, request, progress):
+        for qp, data in outcome.pop("files").items():
+            atomic_write_bytes(out / f"{name}_qp{qp}.nnsu", data)
+        for row in outcome["rows"]:
+            row["update"] = str(out / f"{name}_qp{row['qp']}.nnsu")
+        atomic_write_json(out / f"{name}.json", json_safe({"settings": settings, **outcome}))
+        progress.note(_line(outcome))
+        saved[name] = outcome
+    done = [found for found in saved.values() if found is not None]
     per_sequence, mean = summarise(done)
     rows = [r for s in done for r in s["rows"]]
     return AdaptResult(request.model, out, request.split, request.config, rows, per_sequence, mean,
                        time.perf_counter() - start)  # fmt: skip
+
+
+def _run(
+    inputs: SequenceInputs, todo: list[str], request: AdaptRequest, progress: Progress
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each sequence's outcome, run side by side on the local pool or on Ray."""
+    if not todo:
+        return iter(())
+    threads = request.config.threads or 1
+    running: list[str] = []
+
+    def started(name: str) -> None:
+        running.append(name)
+        progress.status(f"adapting {', '.join(running[-2:])} ({len(running)} of {len(todo)} started)")
+
+    if request.ray:
+        return run_ray(adapt_sequence, todo, inputs, threads, request.ray, started)
+    return run_local(adapt_sequence, todo, inputs, request.workers or local_slots(threads), started)
 
 
 def _saved(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:

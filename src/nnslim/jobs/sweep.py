@@ -28,7 +28,7 @@ from nnslim.store import ResultsStore
 from nnslim.sweep import pareto, space
 from nnslim.sweep.executors import local_slots, run_local, run_ray
 from nnslim.sweep.space import SweepConfig, SweepPoint, points, with_aliases
-from nnslim.sweep.worker import FilterFile, PairSet, SharedInputs, pair_key
+from nnslim.sweep.worker import FilterFile, PairSet, SharedInputs, attempt, pair_key
 from nnslim.video.yuv import parse_size
 
 
@@ -193,9 +193,9 @@ def run_sweep(
 
     outcomes: Iterator[tuple[SweepPoint, dict[str, Any]]] = iter(())  # nothing left: start no pool or cluster
     if todo and executor.ray is not None:
-        outcomes = run_ray(todo, inputs, executor.ray, started)
+        outcomes = run_ray(attempt, todo, inputs, inputs.threads, executor.ray, started)
     elif todo:
-        outcomes = run_local(todo, inputs, executor.workers or local_slots(executor.threads), started)
+        outcomes = run_local(attempt, todo, inputs, executor.workers or local_slots(executor.threads), started)
     (out / "points").mkdir(parents=True, exist_ok=True)
     for point, outcome in outcomes:
         progress.running -= 1
