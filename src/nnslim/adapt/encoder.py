@@ -54,11 +54,11 @@ class AdaptConfig:
     mode: Mode = "biases"
     switch: bool = True
     block: int = 64
-    steps: int = 200
-    lr: float = 1e-3
+    steps: int = 400
+    lr: float = 5e-3
     batch: int = 8
     patch: int = 64
-    nnr_qps: tuple[int, ...] = (-44, -40, -36, -32, -28, -24)
+    nnr_qps: tuple[int, ...] = (-40, -32, -24, -16, -8)
     lambda_scale: float = 1.0
     rd_frame_step: int = 4
     seed: int = 0
@@ -176,7 +176,10 @@ def choose_nnr_qp(base: nn.Module, pair: LumaPairs, raw: np.ndarray, config: Ada
     choices: list[int | None] = [None] + ([*config.nnr_qps] if config.mode != "none" and raw.size else [])
     trials = []
     for nnr_qp in choices:
-        values, size = quantized(raw, nnr_qp) if nnr_qp is not None else (np.zeros_like(raw), 0)
+        try:
+            values, size = quantized(raw, nnr_qp) if nnr_qp is not None else (np.zeros_like(raw), 0)
+        except NnslimError:  # NNCodec cannot code these values at this QP: not a choice
+            continue
         filtered = _filtered(base, config.mode, values, pair.decoded[frames], pair.qp)
         output, _ = _decoder_output(pair, filtered, config, frames)
         sse = _sse(pair.original[frames], output) * config.rd_frame_step

@@ -52,7 +52,7 @@ def register(sub: Subparsers) -> None:
     """Add adapt."""
     p = sub.add_parser("adapt", help="adapt a filter to each sequence: NNR-coded update and switch, bits counted")
     p.add_argument("model", type=Path, help="base filter: a filter file (.pt) or an .nnsl file")
-    p.add_argument("--adapt", default="biases", choices=MODES, help="what adapts (default: biases)")
+    p.add_argument("--adapt", default=AdaptConfig.mode, choices=MODES, help="what adapts (chosen on validation)")
     p.add_argument("--switch", action=argparse.BooleanOptionalAction, default=True, help="per-block on/off flags")
     p.add_argument("--block", type=int, default=64, help="the switch's block side in luma samples")
     p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per sequence")

@@ -1,0 +1,92 @@
+"""How the content-adaptive method's settings were chosen: on the validation sequence, never on test.
+
+1. The Lagrange multiplier: the x265 rate-distortion slope (-dSSE/dbits between neighbouring
+   QPs) of the validation sequence, against HM's ``0.57 * 2**((QP - 12) / 3)``; the geometric
+   mean of the ratios is ``lambda_scale``.
+2. What adapts: ``nnslim adapt --split validation`` for each mode (biases, multipliers, last) at
+   that lambda, on the first 32 frames; the mode of best mean BD-rate (switch and update, bits
+   counted) is the default.
+
+Prints a table and writes benchmarks/results/adapt_validation.json.
+
+    .venv/bin/python benchmarks/adapt_validation.py [--sequences data/sequences] [--out runs/adapt_validation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from nnslim.adapt.encoder import AdaptConfig, hm_lambda
+from nnslim.io import atomic_write_json
+from nnslim.jobs.adapt import AdaptRequest, adapt
+from nnslim.jobs.common import Progress
+from nnslim.models.splits import splits_for
+from nnslim.models.train import load_filter
+from nnslim.video.metrics import psnr_frames
+
+MODEL = Path("models/postfilter_x265_qp22-37.pt")
+FRAMES = 32
+TRIED = {"biases": 5e-3, "multipliers": 5e-3, "last": 2e-3}
+"""Each mode and its learning rate (400 steps each)."""
+
+
+def lambda_scale(sequences: Path) -> tuple[float, list[dict[str, float]]]:
+    """The ratio of the codec's own rate-distortion slope to HM's lambda on validation, geometric mean over QP pairs."""
+    _, meta = load_filter(MODEL)
+    pairs = sorted(splits_for(meta, sequences, (416, 240), FRAMES).pairs("validation"), key=lambda p: p.qp)
+    points = []
+    for low, high in itertools.pairwise(pairs):
+        sse = [
+            float(np.mean(65025 / 10 ** (psnr_frames(p.original, p.decoded) / 10))) * p.decoded.size
+            for p in (low, high)
+        ]
+        slope = (sse[1] - sse[0]) / (8 * (low.video_bytes - high.video_bytes))
+        qp = (low.qp + high.qp) / 2
+        points.append(
+            {"qp": qp, "slope": slope, "hm_lambda": hm_lambda(round(qp)), "ratio": slope / hm_lambda(round(qp))}
+        )
+    return math.exp(float(np.mean([math.log(p["ratio"]) for p in points]))), points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequences", type=Path, default=Path("data/sequences"))
+    parser.add_argument("--out", type=Path, default=Path("runs/adapt_validation"))
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/adapt_validation.json"))
+    args = parser.parse_args()
+    console = Console()
+    scale, slopes = lambda_scale(args.sequences)
+    console.print(
+        f"lambda_scale on validation: {scale:.2f} ("
+        + ", ".join(f"QP {p['qp']}: {p['ratio']:.1f}" for p in slopes)
+        + ")"
+    )
+    modes = {}
+    for mode, lr in TRIED.items():
+        config = replace(AdaptConfig(), mode=mode, lr=lr, steps=400, lambda_scale=round(scale, 1))
+        with console.status(f"adapting ({mode})") as status:
+            request = AdaptRequest(MODEL, args.out / mode, args.sequences, config, "validation", frames=FRAMES)
+            result = adapt(request, Progress(status=status.update)).to_json()
+        modes[mode] = {"lr": lr, "steps": 400, "mean": result["mean"], "rows": result["rows"]}
+        mean = result["mean"]
+        console.print(
+            f"{mode}: BD-rate base {mean['bd_rate_base']:+.2f}%, switch {mean['bd_rate_switch']:+.2f}%, "
+            f"switch + update {mean['bd_rate_adapted']:+.2f}%"
+        )
+    best = min(modes, key=lambda m: modes[m]["mean"]["bd_rate_adapted"])
+    console.print(f"chosen on validation: {best}")
+    document = {"command": "benchmarks/adapt_validation.py", "model": str(MODEL), "frames": FRAMES,
+                "lambda_scale": scale, "slopes": slopes, "modes": modes, "chosen": best}  # fmt: skip
+    atomic_write_json(args.json, document)
+    console.print(f"written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
