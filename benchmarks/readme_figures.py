@@ -97,6 +97,37 @@ def av1_psnr_range() -> str:
     return f"{min(more):.1f} to {max(more):.1f} dB more mean"
 
 
+ADAPT_HEADER = (
+    "| filter | sequence | base filter | switch | switch + update | update vs base | update + flags at QP 37 |\n"
+    "|---|---|---|---|---|---|---|"
+)
+"""BD-rates against x265 alone of content adaptation (``benchmarks/adapt.py``), bits counted."""
+
+
+def _pct(value: float | None, signed: bool = True) -> str:
+    return "n/a" if value is None else f"{value:+.2f}%" if signed else f"{value:.2f}%"
+
+
+def adapt_rows() -> str:
+    """The test-split table of ``benchmarks/adapt.py``: per filter, each sequence and the mean."""
+    lines = [ADAPT_HEADER]
+    for name, result in _read("adapt.json")["filters"].items():
+        for p in [*result["per_sequence"], {"sequence": "mean", **result["mean"]}]:
+            share = p.get("update_share_top_qp", p.get("update_share_qp37"))
+            keys = ("bd_rate_base", "bd_rate_switch", "bd_rate_adapted", "bd_rate_adapted_vs_base")
+            cells = [f"`{name}`", p["sequence"], *(_pct(p[k]) for k in keys), _pct(100 * share, signed=False)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def adapt_choice() -> str:
+    """What ``benchmarks/adapt_validation.py`` chose on the validation sequence."""
+    chosen = _read("adapt_validation.json")
+    modes = ", ".join(f"{m} {_pct(v['mean']['bd_rate_adapted'])}" for m, v in chosen["modes"].items())
+    scale = chosen["lambda_scale"]
+    return f"lambda_scale {scale:.1f}; switch + update on validation: {modes}; chosen: {chosen['chosen']}"
+
+
 def demo_time() -> str:
     """The main job's wall time on this project's reference machine."""
     seconds = _read("demo.json")["seconds"]
@@ -105,7 +136,10 @@ def demo_time() -> str:
 
 def figures() -> list[str]:
     """Every figure the README must hold verbatim."""
-    return [HEADER, *(shipped_row(name) for name in SHIPPED), speed_line(), av1_psnr_range(), demo_time()]
+    return [
+        HEADER, *(shipped_row(name) for name in SHIPPED), speed_line(), av1_psnr_range(), demo_time(),
+        adapt_rows(), adapt_choice(),
+    ]  # fmt: skip
 
 
 def missing(readme: str) -> list[str]:

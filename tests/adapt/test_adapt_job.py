@@ -26,7 +26,9 @@ def test_adapt_then_filter_with_the_update_gives_the_encoders_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = make_folder_with_validation(tmp_path)
-    model = _filter(folder, tmp_path / "tiny.pt", 0)
+    original = _filter(folder, tmp_path / "tiny.pt", 0)
+    model = tmp_path / "tiny.nnsl"  # the filter a decoder holds
+    assert main(["pack", str(original), "--coder", "raw", "--out", str(model)]) == 0
     cache = ["--cache", str(tmp_path / "cache")]
     argv = ["adapt", str(model), "--sequences", str(folder), "--steps", "3", "--nnr-qps=-36,-28", *cache]
     assert main([*argv, "--out", str(tmp_path / "a"), "--json", str(tmp_path / "a.json")]) == 0
@@ -47,6 +49,13 @@ def test_adapt_then_filter_with_the_update_gives_the_encoders_output(
     assert main([*filtered, "--out", str(tmp_path / "f.yuv"), "--json", str(tmp_path / "f.json")]) == 0
     after = json.loads((tmp_path / "f.json").read_text())["psnr_after"]["y"]
     assert after == pytest.approx(row["psnr_y_adapted"], abs=1e-9)
+
+    evaluated = ["evaluate", str(original), str(model), "--sequences", str(folder), "--repetitions", "1", *cache]
+    assert main([*evaluated, "--update", str(tmp_path / "a"), "--json", str(tmp_path / "v.json")]) == 0
+    adapted = json.loads((tmp_path / "v.json").read_text())["adapted"]
+    assert adapted["rows"][0]["psnr_y_adapted"] == pytest.approx(row["psnr_y_adapted"], abs=1e-9)
+    assert adapted["rows"][0]["update_bytes"] == row["update_bytes"]
+    _fails_with(capsys, [*evaluated, "--update", str(tmp_path)], "Tiny_qp37.nnsu: no such file")
 
     other = _filter(folder, tmp_path / "other.pt", 1)
     _fails_with(capsys, [*filtered[:1], str(other), *filtered[2:], "--out", str(tmp_path / "g.yuv")], "SHA-256")

@@ -16,6 +16,7 @@ from nnslim.cli.common import (
     add_selection,
     add_trust,
     console,
+    fmt,
     int_list,
     name_list,
     spinner,
@@ -33,9 +34,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     request = evaluate.EvaluateRequest(
         args.original, args.file, args.sequences, name_list(args.names), args.max_size, args.codec,
         int_list(args.qps) if args.qps else (), args.frames, runtime, args.cache, args.store, args.trust_factory,
+        args.update,
     )  # fmt: skip
     with spinner("evaluating") as progress:
         result = evaluate.evaluate_file(request, progress)
+    if "adapted" in result.table:
+        for p in [*result.table["adapted"]["per_sequence"], {"sequence": "mean", **result.table["adapted"]["mean"]}]:
+            console.print(
+                f"{p['sequence']} with its update: BD-rate {fmt(p['bd_rate_adapted'], 2, signed=True)}% against the "
+                f"codec, {fmt(p['bd_rate_adapted_vs_base'], 2, signed=True)}% against the file's filter (bits counted)"
+            )
     print_evaluation(result.table)
     console.print(f"stored as run {result.run_id}")
     return result.to_json()
@@ -94,6 +102,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--frames", type=int, help="first N frames of each sequence")
     p.add_argument("--repetitions", type=int, default=5, help="timed 1080p frames per filter and runtime, in turns")
     p.add_argument("--threads", type=int, help="CPU threads for the timings (every core by default)")
+    p.add_argument("--update", type=Path, help="folder of nnslim adapt's updates of FILE: each sequence with its own")
     add_trust(p)
     add_limit(p)
     add_json(p)

@@ -189,7 +189,7 @@ def adapt_sequence(inputs: SequenceInputs, name: str) -> dict[str, Any]:
     return {"sequence": name, "rows": rows, "train_seconds": trained, "seconds": seconds, "files": files}
 
 
-def _bd(rows: list[dict[str, Any]], curve: str, anchor: str = "codec") -> float:
+def bd_between(rows: list[dict[str, Any]], curve: str, anchor: str = "codec") -> float:
     """BD-rate (percent) of one curve against another over a sequence's QPs (NaN under four QPs)."""
     if len(rows) < 4:
         return math.nan
@@ -200,7 +200,7 @@ def _bd(rows: list[dict[str, Any]], curve: str, anchor: str = "codec") -> float:
     return bd_rate(first, second)
 
 
-def _mean(values: list[float]) -> float:
+def mean_finite(values: list[float]) -> float:
     """The mean of the values that are not NaN (NaN when none is)."""
     finite = [v for v in values if not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
@@ -214,12 +214,13 @@ def summarise(done: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
         top = max(rows, key=lambda r: r["qp"])
         per_sequence.append(
             {"sequence": sequence["sequence"]}
-            | {f"bd_rate_{c}": _bd(rows, c) for c in CURVES}
-            | {"bd_rate_adapted_vs_base": _bd(rows, "adapted", "base"), "update_share_top_qp": top["update_share"],
-               "top_qp": top["qp"], "train_seconds": sequence["train_seconds"], "seconds": sequence["seconds"]}
+            | {f"bd_rate_{c}": bd_between(rows, c) for c in CURVES}
+            | {"bd_rate_adapted_vs_base": bd_between(rows, "adapted", "base"),
+               "update_share_top_qp": top["update_share"], "top_qp": top["qp"],
+               "train_seconds": sequence["train_seconds"], "seconds": sequence["seconds"]}
         )  # fmt: skip
     keys = [*(f"bd_rate_{c}" for c in CURVES), "bd_rate_adapted_vs_base"]
-    mean = {k: _mean([p[k] for p in per_sequence]) for k in keys}
+    mean = {k: mean_finite([p[k] for p in per_sequence]) for k in keys}
     shares = [p["update_share_top_qp"] for p in per_sequence if p["top_qp"] == 37]
     mean["update_share_qp37"] = float(np.mean(shares)) if shares else math.nan
     return per_sequence, mean

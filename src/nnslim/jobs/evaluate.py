@@ -6,11 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nnslim.adapt import encoder, update
 from nnslim.bitstream.container import BitstreamError
+from nnslim.bitstream.pack import unpack
 from nnslim.errors import NnslimError
 from nnslim.evaluate.measure import EvaluateConfig, evaluate
+from nnslim.jobs.adapt import bd_between, mean_finite
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache, filter_path, record
 from nnslim.jobs.pack import read_nnsl
+from nnslim.models.data import LumaPairs
 from nnslim.models.splits import splits_for
 from nnslim.models.train import load_filter
 from nnslim.video.yuv import parse_size
@@ -33,6 +37,8 @@ class EvaluateRequest:
         cache: Encode cache.
         store: Results store.
         trust_factory: The user architecture the filters may name.
+        update: A folder of content-adaptive updates of ``file`` (``nnslim adapt``'s
+            ``SEQ_qpQP.nnsu``): each sequence is also measured with its own update, bits counted.
     """
 
     original: Path
@@ -47,6 +53,7 @@ class EvaluateRequest:
     cache: Path | None = None
     store: Path | None = None
     trust_factory: str | None = None
+    update: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
         table = evaluate(original, meta, packed, pairs, request.runtime, progress.status, request.trust_factory)
     except BitstreamError as exc:
         raise NnslimError(f"{request.file}: {exc}") from None
+    if request.update is not None:
+        table["adapted"] = _adapted(request, packed, pairs, table["performance"]["rows"], progress)
     params = {
         "original": str(request.original),
         "file": str(request.file),
@@ -98,3 +107,48 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
         "frames": request.frames,
     }
     return EvaluateResult(params, table, record(request.store, "evaluate", params, table, [codec]))
+
+
+def _adapted(
+    request: EvaluateRequest, packed: bytes, pairs: list[LumaPairs], rows: list[dict[str, Any]], progress: Progress
+) -> dict[str, Any]:
+    """Each sequence and QP with its own update of the decoded filter (bits counted), and the BD-rates.
+
+    Raises:
+        NnslimError: A missing update, or one made for another filter, sequence, QP or video.
+    """
+    assert request.update is not None
+    base, _ = unpack(packed, request.trust_factory, max_params=request.runtime.max_params)
+    sha = update.file_sha256(request.file)
+    measured = {(r["sequence"], r["qp"]): r for r in rows}
+    adapted = []
+    for pair in pairs:
+        path = request.update / f"{pair.name}_qp{pair.qp}.nnsu"
+        progress.status(f"{pair.name} QP {pair.qp}: with its update")
+        try:
+            data = read_nnsl(path)
+            coded = update.decode(data, base, sha)
+            if (coded.sequence, coded.qp) != (pair.name, pair.qp):
+                raise NnslimError(f"it was made for {coded.sequence} at QP {coded.qp}")
+            output = encoder.apply_decoded(base, coded, pair.decoded)
+        except NnslimError as exc:
+            raise NnslimError(f"{path}: {exc}") from None
+        sent = update.signalled_bytes(data)
+        row = measured[(pair.name, pair.qp)]
+        adapted.append(
+            {
+                "sequence": pair.name, "qp": pair.qp, "kbps": pair.kbps, "psnr_y_codec": row["psnr_y_codec"],
+                "kbps_base": pair.kbps, "psnr_y_base": row["psnr_y_reconstructed"], "update_bytes": sent,
+                "kbps_adapted": encoder.kbps_with(pair, sent), "psnr_y_adapted": encoder.psnr_y(pair.original, output),
+            }
+        )  # fmt: skip
+    per_sequence = []
+    for name in dict.fromkeys(r["sequence"] for r in adapted):
+        mine = [r for r in adapted if r["sequence"] == name]
+        per_sequence.append(
+            {"sequence": name, "bd_rate_adapted": bd_between(mine, "adapted"),
+             "bd_rate_adapted_vs_base": bd_between(mine, "adapted", "base")}
+        )  # fmt: skip
+    keys = ("bd_rate_adapted", "bd_rate_adapted_vs_base")
+    mean = {k: mean_finite([p[k] for p in per_sequence]) for k in keys}
+    return {"updates": str(request.update), "rows": adapted, "per_sequence": per_sequence, "mean": mean}
