@@ -34,7 +34,11 @@ HM_ALPHA = 0.57
 
 @dataclass(frozen=True)
 class AdaptConfig:
-    """How the encoder adapts a filter to a sequence (fixed on validation sequences, see the README).
+    """How the encoder adapts a filter to a sequence.
+
+    The defaults were chosen on the validation sequence by ``benchmarks/adapt_validation.py``:
+    ``lambda_scale`` is x265's own rate-distortion slope there over HM's lambda, and
+    ``multipliers`` gave the best BD-rate of the three modes at 400 steps.
 
     Attributes:
         mode: What adapts (``params.MODES``).
@@ -51,7 +55,7 @@ class AdaptConfig:
         threads: CPU threads.
     """
 
-    mode: Mode = "biases"
+    mode: Mode = "multipliers"
     switch: bool = True
     block: int = 64
     steps: int = 400
@@ -59,7 +63,7 @@ class AdaptConfig:
     batch: int = 8
     patch: int = 64
     nnr_qps: tuple[int, ...] = (-40, -32, -24, -16, -8)
-    lambda_scale: float = 1.0
+    lambda_scale: float = 9.6
     rd_frame_step: int = 4
     seed: int = 0
     threads: int | None = 2
