@@ -419,6 +419,7 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
         "Compression steps",
         "Evaluation: compressed in this run",
         "Evaluation: the shipped slim filter",
+        "Content adaptation: switch and update, bits counted",
         "Visual comparison",
     )
     for heading in headings:
@@ -427,6 +428,8 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
     assert page.count("data:image/png;base64,") >= 4
     evaluation = json.loads((out / "evaluate.json").read_text())
     assert evaluation["size"]["compressed_bytes"] == (out / "slim.nnsl").stat().st_size
+    adapted = json.loads((out / "adapt.json").read_text())
+    assert [p["sequence"] for p in adapted["per_sequence"]] == ["Tiny"] and (out / "adapt" / "Tiny_qp37.nnsu").is_file()
 
     (out / "evaluate.json").unlink()
     assert main(demo) == 0

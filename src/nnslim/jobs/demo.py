@@ -1,4 +1,4 @@
-"""The main job: sequences, codec comparison, compress, pack, unpack, evaluate, and a report.
+"""The main job: sequences, codec comparison, compress, pack, unpack, evaluate, adapt, and a report.
 
 Each step is a job of its own; its result goes to a JSON file in the output folder, and a
 rerun skips every step whose file is there, so a stopped demo resumes.
@@ -9,16 +9,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from nnslim import assets
+from nnslim.adapt.encoder import AdaptConfig
 from nnslim.bitstream.pack import PackConfig, unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.demo import MODES, DemoMode, build_report, crop_panels
+from nnslim.evaluate.demo import ADAPT_SEQUENCE, MODES, DemoMode, build_report, crop_panels
 from nnslim.evaluate.measure import EvaluateConfig
 from nnslim.io import atomic_write_json, require_writable_dir
+from nnslim.jobs.adapt import AdaptRequest, adapt
 from nnslim.jobs.common import QUIET, Progress, encode_cache, record
 from nnslim.jobs.compress import CompressRequest, compress
 from nnslim.jobs.evaluate import EvaluateRequest, evaluate_file
@@ -136,6 +138,13 @@ def demo(request: DemoRequest, progress: Progress = QUIET) -> DemoResult:
         _step(heading, out / "evaluate_shipped.json", lambda: evaluate_file(evaluating(shipped), progress), progress)
     else:
         progress.note(f"no shipped slim filter at {shipped}; the report shows this run's only")
+    test_names = splits_for(load_filter(model, trust)[1], seqs, parse_size(DEMO_SIZE)).names("test")
+    one = ADAPT_SEQUENCE if ADAPT_SEQUENCE in test_names else test_names[0]
+    adapting = AdaptRequest(
+        out / "slim.nnsl", out / "adapt", seqs, replace(AdaptConfig(), steps=mode.adapt_steps), "test", (one,),
+        frames=mode.frames, trust_factory=trust,
+    )  # fmt: skip
+    _step(f"adapt the slim filter to {one}", out / "adapt.json", lambda: adapt(adapting, progress), progress)
     progress.status("report")
     crops = _crops(model, out, seqs, trust)
     page = build_report(out, f"nnslim demo ({mode.name})", crops, assets.lowrank_table(), mode.cuts())
