@@ -59,6 +59,7 @@ def test_adapt_then_filter_with_the_update_gives_the_encoders_output(
 
     other = _filter(folder, tmp_path / "other.pt", 1)
     _fails_with(capsys, [*filtered[:1], str(other), *filtered[2:], "--out", str(tmp_path / "g.yuv")], "SHA-256")
+    _fails_with(capsys, ["inspect", update], "a content-adaptive update, not a filter")
     Path(tmp_path / "cut.nnsu").write_bytes(Path(update).read_bytes()[:-7])
     cut = [*filtered[:-1], str(tmp_path / "cut.nnsu"), "--out", str(tmp_path / "h.yuv")]
     _fails_with(capsys, cut, "truncated")

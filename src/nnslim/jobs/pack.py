@@ -11,7 +11,8 @@ from typing import Any
 
 from torch import nn
 
-from nnslim.bitstream.container import DEFAULT_MAX_PARAMS, Limits
+from nnslim.adapt import update
+from nnslim.bitstream.container import DEFAULT_MAX_PARAMS, Limits, read
 from nnslim.bitstream.pack import PackConfig, pack, summary, unpack
 from nnslim.bitstream.rate import search_qp
 from nnslim.errors import NnslimError
@@ -282,10 +283,12 @@ def inspect_file(path: Path, decode: bool = False, max_params: int = DEFAULT_MAX
     """What an .nnsl file holds (``bitstream.pack.summary``).
 
     Raises:
-        NnslimError: A corrupt or hostile file (the message names the file).
+        NnslimError: A corrupt or hostile file, or an update file (the message names the file).
     """
     data = read_nnsl(path, max_params)
     try:
+        if read(data, Limits.for_params(max_params)).model.get("format") == update.FORMAT:
+            raise NnslimError("a content-adaptive update, not a filter: it is applied by filter or evaluate --update")
         return InspectResult(path, summary(data, decode=decode, max_params=max_params))
     except NnslimError as exc:
         raise NnslimError(f"{path}: {exc}") from None
