@@ -13,7 +13,8 @@ def test_the_decoder_makes_the_encoders_output_bit_for_bit_and_the_switch_never_
     config = AdaptConfig(steps=5, batch=2, patch=32, nnr_qps=(-40, -32), rd_frame_step=2, threads=1)
     raw = encoder.train_update(base, ARCH, [pair], config)
     assert raw.shape == (17,) and np.abs(raw).max() > 0
-    coded, trials = encoder.code_sequence_qp(base, SHA, pair, raw, config, "x265")
+    base_filtered = filter_frames(base, pair.decoded, pair.qp)
+    coded, trials = encoder.code_sequence_qp(base, SHA, pair, base_filtered, raw, config, "x265")
     assert [t["nnr_qp"] for t in trials] == [None, -40, -32]
     decoded = update.decode(coded.data, base, SHA)
     assert np.array_equal(encoder.apply_decoded(base, decoded, pair.decoded), coded.output)
@@ -32,6 +33,7 @@ def test_the_decoder_makes_the_encoders_output_bit_for_bit_and_the_switch_never_
 def test_the_switch_alone_never_loses_against_the_codec() -> None:
     base, pair = tiny_filter(seed=3), tiny_pair()
     config = AdaptConfig(mode="none", threads=1)
-    coded, _ = encoder.code_sequence_qp(base, SHA, pair, np.zeros(0, np.float32), config, "x265")
+    base_filtered = filter_frames(base, pair.decoded, pair.qp)
+    coded, _ = encoder.code_sequence_qp(base, SHA, pair, base_filtered, np.zeros(0, np.float32), config, "x265")
     assert encoder.psnr_y(pair.original, coded.output) >= encoder.psnr_y(pair.original, pair.decoded)
     assert coded.signalled_bytes >= update.MODE_BYTES

@@ -169,10 +169,13 @@ def _decoder_output(
     return switch.switched(decoded, filtered, flags, config.block), flags
 
 
-def choose_nnr_qp(base: nn.Module, pair: LumaPairs, raw: np.ndarray, config: AdaptConfig) -> list[dict[str, Any]]:
+def choose_nnr_qp(
+    base: nn.Module, pair: LumaPairs, base_filtered: np.ndarray, raw: np.ndarray, config: AdaptConfig
+) -> list[dict[str, Any]]:
     """Each choice of the update's NNR QP (None: no update) and its rate-distortion cost, on every n-th frame.
 
-    The cost is ``SSE + lambda * bits`` of the update, the SSE scaled to all frames; the switch's
+    ``base_filtered`` is the base filter's output on every frame (the no-update choice's). The
+    cost is ``SSE + lambda * bits`` of the update, the SSE scaled to all frames; the switch's
     flags cost about the same whatever the choice, and are left out of it.
     """
     frames = slice(None, None, config.rd_frame_step)
@@ -180,11 +183,14 @@ def choose_nnr_qp(base: nn.Module, pair: LumaPairs, raw: np.ndarray, config: Ada
     choices: list[int | None] = [None] + ([*config.nnr_qps] if config.mode != "none" and raw.size else [])
     trials = []
     for nnr_qp in choices:
-        try:
-            values, size = quantized(raw, nnr_qp) if nnr_qp is not None else (np.zeros_like(raw), 0)
-        except NnslimError:  # NNCodec cannot code these values at this QP: not a choice
-            continue
-        filtered = _filtered(base, config.mode, values, pair.decoded[frames], pair.qp)
+        if nnr_qp is None:
+            filtered, size = base_filtered[frames], 0
+        else:
+            try:
+                values, size = quantized(raw, nnr_qp)
+            except NnslimError:  # NNCodec cannot code these values at this QP: not a choice
+                continue
+            filtered = _filtered(base, config.mode, values, pair.decoded[frames], pair.qp)
         output, _ = _decoder_output(pair, filtered, config, frames)
         sse = _sse(pair.original[frames], output) * config.rd_frame_step
         trials.append({"nnr_qp": nnr_qp, "bytes": size, "sse": sse, "cost": sse + lam * 8 * size, "lambda": lam})
@@ -192,18 +198,26 @@ def choose_nnr_qp(base: nn.Module, pair: LumaPairs, raw: np.ndarray, config: Ada
 
 
 def code_sequence_qp(
-    base: nn.Module, base_sha256: str, pair: LumaPairs, raw: np.ndarray, config: AdaptConfig, codec: str
+    base: nn.Module,
+    base_sha256: str,
+    pair: LumaPairs,
+    base_filtered: np.ndarray,
+    raw: np.ndarray,
+    config: AdaptConfig,
+    codec: str,
 ) -> tuple[Coded, list[dict[str, Any]]]:
     """Choose the update's NNR QP by rate-distortion on the sequence, set the switch, and code the update.
+
+    ``base_filtered`` is the base filter's output on every frame, which the no-update choice reuses.
 
     Returns:
         The coded update with the output a decoder makes of it, and the rate-distortion trials.
     """
-    trials = choose_nnr_qp(base, pair, raw, config)
+    trials = choose_nnr_qp(base, pair, base_filtered, raw, config)
     best = min(trials, key=lambda t: t["cost"])["nnr_qp"]
     mode: Mode = config.mode if best is not None else "none"
     values = quantized(raw, best)[0] if best is not None else np.zeros(0, np.float32)
-    filtered = _filtered(base, mode, values, pair.decoded, pair.qp)
+    filtered = base_filtered if best is None else _filtered(base, mode, values, pair.decoded, pair.qp)
     output, flags = _decoder_output(pair, filtered, config, slice(None))
     frames, height, width = pair.decoded.shape
     chosen = update.Update(

@@ -59,7 +59,7 @@ def adapted(model: nn.Module, mode: Mode) -> list[tuple[str, tuple[int, ...]]]:
     if mode == "none":
         return []
     if mode == "multipliers":
-        return [(f"{name}.{MULTIPLIER}", (_channels(m),)) for name, m in _layers(model) if isinstance(m, nn.Conv2d)]
+        return [(f"{name}.{MULTIPLIER}", (m.out_channels,)) for name, m in _layers(model) if isinstance(m, nn.Conv2d)]
     params = dict(model.named_parameters())
     if mode == "biases":
         names = [f"{name}.bias" for name, _ in _layers(model)]
@@ -72,10 +72,6 @@ def adapted(model: nn.Module, mode: Mode) -> list[tuple[str, tuple[int, ...]]]:
 def size(model: nn.Module, mode: Mode) -> int:
     """Values in an update of ``mode`` for this filter."""
     return sum(int(np.prod(shape)) for _, shape in adapted(model, mode))
-
-
-def _channels(conv: nn.Conv2d) -> int:
-    return int(conv.out_channels)
 
 
 def _scale_output(module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
@@ -94,7 +90,7 @@ def trainable(base: nn.Module, mode: Mode) -> nn.Module:
     if mode == "multipliers":
         for _, conv in _layers(model):
             if isinstance(conv, nn.Conv2d):
-                conv.register_parameter(MULTIPLIER, nn.Parameter(torch.ones(_channels(conv))))
+                conv.register_parameter(MULTIPLIER, nn.Parameter(torch.ones(conv.out_channels)))
                 conv.register_forward_hook(_scale_output)
         return model
     params = dict(model.named_parameters())

@@ -169,7 +169,7 @@ def adapt_sequence(inputs: SequenceInputs, name: str) -> dict[str, Any]:
         filtered = filter_frames(base, pair.decoded, pair.qp)
         lam = config.lambda_scale * encoder.hm_lambda(pair.qp)
         switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, lam, inputs.codec)
-        coded, trials = encoder.code_sequence_qp(base, sha, pair, raw, config, inputs.codec)
+        coded, trials = encoder.code_sequence_qp(base, sha, pair, filtered, raw, config, inputs.codec)
         files[pair.qp] = coded.data
         rows.append(
             {
