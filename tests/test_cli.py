@@ -1,3 +1,4 @@
+import functools
 import json
 import math
 import re
@@ -398,7 +399,10 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
     demo = _tiny_demo(tmp_path)
     out = tmp_path / "demo"
     started = out / "compress" / "work" / "steps.json"
-    process = subprocess.Popen([sys.executable, "-m", "nnslim", *demo], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A shell's background job starts with SIGINT ignored, and a child would inherit that: give it Ctrl-C back.
+    argv = [sys.executable, "-m", "nnslim", *demo]
+    restore = functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=restore)
     deadline = time.monotonic() + 300
     while not started.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
