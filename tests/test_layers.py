@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"bitstream"},
     {"adapt"},
     {"evaluate"},
+    {"deploy"},
     {"jobs", "sweep"},
     {"cli", "__main__"},
 ]

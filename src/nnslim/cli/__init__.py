@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from nnslim import __version__
-from nnslim.cli import adapt, bitstream, compress, evaluate, models, video
+from nnslim.cli import adapt, bitstream, compress, deploy, evaluate, models, video
 from nnslim.cli.common import Parser, console
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_json, require_writable_file
 
-GROUPS = (video, models, compress, bitstream, adapt, evaluate)
+GROUPS = (video, models, compress, bitstream, adapt, evaluate, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from nnslim.cli import main
+from nnslim.models.filters import ArchSpec, build
+from nnslim.models.train import save_filter
+from tests.compress.user_filter import USER
+from tests.conftest import make_folder_with_validation
+from tests.deploy.common import QP_ARCH, tiny_filter
+
+TRAINING = {"codec": "x265", "qps": [37], "train_sequences": ["TinyTrain"], "validation_sequences": ["TinyVal"]}
+
+
+def _saved_filter(tmp_path: Path) -> Path:
+    """A tiny QP filter whose description names TinyTrain for training and TinyVal for validation."""
+    path = tmp_path / "tiny.pt"
+    save_filter(tiny_filter(QP_ARCH), path, {"arch": QP_ARCH.to_dict(), "training": TRAINING})
+    return path
+
+
+def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nnslim: error: ") and message in err, err
+
+
+def test_deploy_writes_the_int8_model_and_its_loss_from_a_filter_or_its_nnsl_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_folder_with_validation(tmp_path)
+    model = _saved_filter(tmp_path)
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    out, result = tmp_path / "int8.onnx", tmp_path / "deploy.json"
+    argv = ["deploy", str(model), "--out", str(out), "--max-loss", "5", "--calibration-tiles", "4", *data]
+    assert main([*argv, "--json", str(result)]) == 0
+    found = json.loads(result.read_text())
+    assert found["bytes"] == out.stat().st_size and found["loss_db_validation"] <= 5
+    assert found["calibration_sequences"] == ["TinyTrain"] and found["validation_sequences"] == ["TinyVal"]
+    assert found["calibration_tiles"] == 4 and found["float_nodes"] == [] and len(found["trials"]) == 1
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    _fails_with(capsys, [*argv, "--max-loss", "-1"], "the loss budget must be 0 dB or more")
+    _fails_with(capsys, ["deploy", str(model), "--out", str(tmp_path / "none" / "x.onnx"), *data], "none")
+    packed = tmp_path / "tiny.nnsl"
+    assert main(["pack", str(model), "--out", str(packed)]) == 0
+    assert main(["deploy", str(packed), "--out", str(tmp_path / "packed.onnx"), "--max-loss", "5", *data]) == 0
+
+
+def test_a_users_filter_without_int8_operators_deploys_only_when_trusted_and_with_float_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_folder_with_validation(tmp_path)
+    model = tmp_path / "user.pt"
+    arch = ArchSpec(USER, {"channels": 8})
+    save_filter(build(arch).eval(), model, {"arch": arch.to_dict(), "training": TRAINING})
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1", "--max-loss", "5"]
+    argv = ["deploy", str(model), "--out", str(tmp_path / "user.onnx"), "--calibration-tiles", "4", *data]
+    _fails_with(capsys, argv, "--trust-factory")
+    _fails_with(capsys, [*argv, "--trust-factory", USER], "DepthToSpace (/up/DepthToSpace) in int8")
+    result = tmp_path / "user.json"
+    assert main([*argv, "--trust-factory", USER, "--float-fallback", "--json", str(result)]) == 0
+    kept = {n["op_type"]: n["why"] for n in json.loads(result.read_text())["float_nodes"]}
+    assert kept == {"PRelu": "no int8 operator", "DepthToSpace": "no int8 operator"}
