@@ -13,39 +13,61 @@ as the MAC count). Prints the table and writes benchmarks/results/speed.json.
 
     .venv/bin/python benchmarks/speed.py [--original models/postfilter_x265_qp37.pt] [--slim FILE.pt ...]
 
+Each filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
+calibrated on the original's training sequences, its loss bounded on validation within
+``--max-loss``, nodes kept float where needed) and timed in ONNX Runtime (``onnxruntime_int8``).
+The original's int8 row is the peer: ONNX Runtime's ``quantize_static`` alone, calibrated the
+same way, no budget. For each slim filter, ``speedup_vs_torch_fp32`` maps every runtime to the
+original in PyTorch over the slim filter in it, and ``loss_db_test`` is its int8 model's Y-PSNR
+loss against the original fp32 filter on the test split (first ``--frames`` frames of each
+sequence up to 416x240, at the filter's QPs). ``reference`` times one 64-to-64 3x3
+convolution on a 960x540 input in each runtime, and each row's ``gmacs`` (GMAC per second of
+its nominal kMAC/pixel over the frame) is given as a share of that.
+
 Run it on an otherwise idle machine: times are wall-clock, and all cores are used.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import onnx
 import onnxruntime
 import torch
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from nnslim.bitstream.pack import unpack
+from nnslim.deploy.calibration import FeedReader
+from nnslim.deploy.loss import mean_psnr_y
+from nnslim.deploy.quantize import DeployConfig, deploy_model
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
     EXAMPLE_QP,
+    RUNTIMES,
     export_onnx,
     interleaved_frames,
+    interleaved_ms,
     onnx_max_difference,
     onnx_runner,
     onnx_session,
 )
 from nnslim.io import atomic_write_json, require_writable_file
 from nnslim.models.apply import torch_runner
+from nnslim.models.data import LumaPairs
 from nnslim.models.filters import kmac_per_pixel, parameter_count
+from nnslim.models.splits import Splits, splits_for
 from nnslim.models.train import load_filter
 
 
@@ -93,6 +115,22 @@ def load(path: Path, trusted_factory: str | None) -> tuple[nn.Module, dict[str, 
     return model, meta, path.stat().st_size
 
 
+def deploy_int8(model: nn.Module, splits: Splits, budget: float, args: argparse.Namespace, scratch: Path) -> Path:
+    """The int8 model of a filter in ONNX Runtime (``deploy_model``), written under ``scratch``."""
+    config = DeployConfig(max_loss_db=budget, float_fallback=True, threads=args.threads)
+    deployment = deploy_model(model, splits.pairs("train"), splits.pairs("validation"), config)
+    path = scratch / f"int8_{len(list(scratch.glob('int8_*')))}.onnx"
+    path.write_bytes(deployment.chosen.data)
+    return path
+
+
+def loss_db_test(original: nn.Module, int8: Path, pairs: list[LumaPairs], threads: int | None) -> float:
+    """The int8 model's mean Y-PSNR loss against the original fp32 filter on the test pairs."""
+    session = onnx_session(int8, threads)
+    fp32 = mean_psnr_y(lambda qp: torch_runner(original, qp), pairs, 1)
+    return fp32 - mean_psnr_y(lambda qp: onnx_runner(session, qp), pairs, 1)
+
+
 def describe(path: Path, args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], Any, Any]:
     """One filter's size and complexity, and its PyTorch and ONNX Runtime frame runners."""
     model, meta, size = load(path, args.trust_factory)
@@ -111,13 +149,26 @@ def describe(path: Path, args: argparse.Namespace, scratch: Path) -> tuple[dict[
 
 
 def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any) -> list[dict[str, Any]]:
-    """Every filter's figures, its frames timed in turns with every other's in both runtimes."""
-    rows, runners = [], {}
+    """Every filter's figures, its frames timed in turns with every other's in every runtime."""
+    rows: list[dict[str, Any]] = []
+    runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    original, meta, _ = load(paths[0], args.trust_factory)
+    splits = splits_for(meta, args.sequences, (416, 240), args.frames, cache=args.cache)
+    test = splits.pairs("test", say)
     for i, path in enumerate(paths):
-        say(f"{path.name}: loading and exporting to ONNX")
+        say(f"{path.name}: loading, exporting to ONNX and deploying in int8")
         row, torch_run, onnx_run = describe(path, args, scratch)
+        model = load(path, args.trust_factory)[0]
+        int8 = deploy_int8(model, splits, math.inf if i == 0 else args.max_loss, args, scratch)
+        say(f"{path.name}: int8 loss on test")
+        row |= {
+            "int8_onnx_bytes": int8.stat().st_size,
+            "loss_db_test": loss_db_test(original, int8, test, args.threads),
+        }
+        row["int8"] = "ONNX Runtime quantize_static alone (the peer)" if i == 0 else "nnslim deploy"
         rows.append(row)
         runners |= {f"{i}|torch": torch_run, f"{i}|onnxruntime": onnx_run}
+        runners[f"{i}|onnxruntime_int8"] = onnx_runner(onnx_session(int8, args.threads))
     say(f"timing {len(runners)} filter and runtime pairs in turns, {args.repetitions} frames each")
     timing = interleaved_frames(
         runners, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
@@ -128,7 +179,7 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
     return rows
 
 
-def versus(original: dict[str, Any], slim: dict[str, Any]) -> dict[str, float]:
+def versus(original: dict[str, Any], slim: dict[str, Any]) -> dict[str, Any]:
     """Speedups of a slim filter over the original, against its MAC reduction."""
     mac_reduction = original["kmac_per_pixel"] / slim["kmac_per_pixel"]
     speedup_torch = original["torch"]["median_ms"] / slim["torch"]["median_ms"]
@@ -142,30 +193,69 @@ def versus(original: dict[str, Any], slim: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def speedup_vs_torch_fp32(original: dict[str, Any], row: dict[str, Any]) -> dict[str, float]:
+    """The original in PyTorch (float32) over this filter in each runtime."""
+    return {runtime: original["torch"]["median_ms"] / row[runtime]["median_ms"] for runtime in RUNTIMES}
+
+
+def _run(session: onnxruntime.InferenceSession, data: Any) -> Callable[[], object]:
+    return lambda: session.run(None, {"x": data})
+
+
+def reference_gmacs(args: argparse.Namespace, scratch: Path) -> dict[str, float]:
+    """GMAC per second of one 64-to-64 3x3 convolution on a 960x540 input, in each runtime."""
+    conv = nn.Conv2d(64, 64, 3, padding=1).eval()
+    example = torch.rand(1, 64, 540, 960)
+    fp32, int8 = scratch / "conv.onnx", scratch / "conv_int8.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as export_onnx uses it
+        torch.onnx.export(conv, (example,), str(fp32), input_names=["x"], output_names=["y"], dynamo=False)
+    feeds = [{"x": torch.rand(1, 64, 540, 960).numpy()} for _ in range(2)]
+    quantize_static(str(fp32), str(int8), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    sessions = {"onnxruntime": onnx_session(fp32, args.threads), "onnxruntime_int8": onnx_session(int8, args.threads)}
+    data = example.numpy()
+    calls: dict[str, Callable[[], object]] = {name: _run(session, data) for name, session in sessions.items()}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    try:
+        with torch.inference_mode():
+            calls["torch"] = lambda: conv(example)
+            timing = interleaved_ms(calls, args.repetitions)
+    finally:
+        torch.set_num_threads(previous)
+    gmac = 64 * 64 * 9 * 540 * 960 / 1e9
+    return {name: gmac / (timing[name]["median_ms"] / 1000) for name in RUNTIMES}
+
+
+def gmacs(row: dict[str, Any], width: int, height: int, reference: dict[str, float]) -> dict[str, Any]:
+    """A filter's GMAC/s in each runtime (nominal kMAC/pixel over the frame), and as a share of the reference's."""
+    rates = {r: row["kmac_per_pixel"] * width * height / 1e6 / (row[r]["median_ms"] / 1000) for r in RUNTIMES}
+    return {"gmacs": rates, "share_of_reference": {r: rates[r] / reference[r] for r in RUNTIMES}}
+
+
 def table(rows: list[dict[str, Any]], width: int, height: int) -> Table:
     result = Table(title=f"CPU ms per {width}x{height} luma frame (median), original first")
-    columns = ("file", "params", "kMAC/px", "torch ms", "ORT ms", "max |diff|", "MAC reduction")
-    for column in (*columns, "speedup torch", "speedup ORT", "closeness torch", "closeness ORT"):
+    columns = ("file", "params", "kMAC/px", "torch ms", "ORT ms", "ORT int8 ms", "int8 loss dB", "MAC reduction")
+    for column in (*columns, "vs torch fp32: torch", "ORT", "ORT int8", "closeness torch", "closeness ORT"):
         result.add_column(column, overflow="fold", no_wrap=column == "file")
     for r in rows:
-        v = r.get("versus_original")
+        v, s = r.get("versus_original"), r.get("speedup_vs_torch_fp32")
         result.add_row(
             Path(r["file"]).name,
             f"{r['parameters']:,}",
             f"{r['kmac_per_pixel']:.1f}",
-            f"{r['torch']['median_ms']:.0f}",
-            f"{r['onnxruntime']['median_ms']:.0f}",
-            f"{r['onnx_max_difference']:.1e}",
+            *(f"{r[runtime]['median_ms']:.0f}" for runtime in RUNTIMES),
+            f"{r['loss_db_test']:+.3f}",
             *(
                 (
                     f"{v['mac_reduction']:.2f}x",
-                    f"{v['speedup_torch']:.2f}x",
-                    f"{v['speedup_onnxruntime']:.2f}x",
+                    *(f"{s[runtime]:.2f}x" for runtime in RUNTIMES),
                     f"{v['closeness_torch']:.2f}",
                     f"{v['closeness_onnxruntime']:.2f}",
                 )
-                if v
-                else ("-",) * 5
+                if v and s
+                else ("-",) * 6
             ),
         )
     return result
@@ -184,6 +274,10 @@ def run() -> int:
     parser.add_argument("--repetitions", type=int, default=5, help="timed frames per filter and runtime")
     parser.add_argument("--threads", type=int, help="threads for both runtimes (every core by default)")
     parser.add_argument("--trust-factory", metavar="FILE.py:FACTORY", help="build this user architecture, as nnslim")
+    parser.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="for calibration and loss")
+    parser.add_argument("--frames", type=int, default=16, help="first frames of each sequence for the int8 loss")
+    parser.add_argument("--max-loss", type=float, default=0.05, help="int8 loss budget (dB) on validation")
+    parser.add_argument("--cache", type=Path, help="encode cache")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
     args = parser.parse_args()
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a piped table keeps one row per filter
@@ -199,13 +293,21 @@ def run() -> int:
             console.status("starting") as status,
         ):
             rows = measure(paths, args, Path(scratch), status.update)
+            status.update("timing the reference convolution")
+            reference = reference_gmacs(args, Path(scratch))
     except NnslimError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
     original, slim = rows[0], rows[1:]
+    for r in rows:
+        r |= gmacs(r, args.width, args.height, reference)
     for r in slim:
         r["versus_original"] = versus(original, r)
+        r["speedup_vs_torch_fp32"] = speedup_vs_torch_fp32(original, r)
     console.print(table(rows, args.width, args.height))
+    console.print(
+        "reference 64-to-64 3x3 convolution, GMAC/s: " + ", ".join(f"{k} {v:.0f}" for k, v in reference.items())
+    )
     console.print(
         f"{machine['cpu']} ({machine['cpu_count']} cores, {machine['threads']} threads), torch {machine['torch']}, "
         f"onnxruntime {machine['onnxruntime']}; load average at start {machine['load_average_at_start']}"
@@ -221,7 +323,9 @@ def run() -> int:
         "threads": args.threads or os.cpu_count(),
         "statistic": "median",
     }
-    atomic_write_json(args.json, {"config": config, "machine": machine, "original": original, "slim": slim})
+    config |= {"frames": args.frames, "max_loss_db": args.max_loss, "sequences": str(args.sequences)}
+    document = {"config": config, "machine": machine, "reference_gmacs": reference, "original": original, "slim": slim}
+    atomic_write_json(args.json, document)
     console.print(f"wrote {args.json}")
     return 0
 

@@ -64,3 +64,50 @@ def test_a_users_filter_without_int8_operators_deploys_only_when_trusted_and_wit
     assert main([*argv, "--trust-factory", USER, "--float-fallback", "--json", str(result)]) == 0
     kept = {n["op_type"]: n["why"] for n in json.loads(result.read_text())["float_nodes"]}
     assert kept == {"PRelu": "no int8 operator", "DepthToSpace": "no int8 operator"}
+
+
+def test_filter_runs_a_filter_in_each_runtime_and_an_int8_model_only_as_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_folder_with_validation(tmp_path)
+    model, int8 = _saved_filter(tmp_path), tmp_path / "int8.onnx"
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    assert main(["deploy", str(model), "--out", str(int8), "--max-loss", "5", "--calibration-tiles", "4", *data]) == 0
+    video = next(folder.glob("Tiny_*.yuv"))
+    psnr = {}
+    for name, argv in {
+        "torch": [str(model)],
+        "onnxruntime": [str(model), "--runtime", "onnxruntime"],
+        "onnxruntime_int8": [str(int8)],
+    }.items():
+        out, result = tmp_path / f"{name}.yuv", tmp_path / f"{name}.json"
+        common = ["--input", str(video), "--reference", str(video), "--qp", "37", "--out", str(out)]
+        assert main(["filter", *argv, *common, "--json", str(result)]) == 0
+        found = json.loads(result.read_text())
+        assert found["runtime"] == name and out.stat().st_size == video.stat().st_size
+        psnr[name] = found["psnr_after"]["y"]
+    assert abs(psnr["onnxruntime"] - psnr["torch"]) < 0.01
+    assert abs(psnr["onnxruntime_int8"] - psnr["torch"]) < 5
+    rest = ["--input", str(video), "--qp", "37", "--out", str(tmp_path / "x.yuv")]
+    _fails_with(capsys, ["filter", str(model), "--runtime", "onnxruntime_int8", *rest], "nnslim deploy")
+    _fails_with(capsys, ["filter", str(int8), "--runtime", "onnxruntime", *rest], "runs in onnxruntime_int8")
+    _fails_with(capsys, ["filter", str(int8), *rest[:2], "--out", str(tmp_path / "x.yuv")], "give --qp")
+    assert not (tmp_path / "x.yuv").exists()
+
+
+def test_evaluate_measures_an_int8_model_in_its_own_runtime_against_the_original(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_folder_with_validation(tmp_path)
+    model, int8 = _saved_filter(tmp_path), tmp_path / "int8.onnx"
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    assert main(["deploy", str(model), "--out", str(int8), "--max-loss", "5", "--calibration-tiles", "4", *data]) == 0
+    argv = ["evaluate", str(model), str(int8), *data, "--frames", "2", "--repetitions", "1"]
+    result = tmp_path / "evaluate.json"
+    assert main([*argv, "--runtime", "onnxruntime_int8", "--json", str(result)]) == 0
+    found = json.loads(result.read_text())
+    assert found["size"]["compressed_bytes"] == int8.stat().st_size
+    assert set(found["runtime"]["reconstructed"]) == {"onnxruntime_int8_ms"}
+    assert found["runtime"]["speedup_vs_torch_fp32"] > 0 and 0 < abs(found["performance"]["loss_db"]) < 5
+    _fails_with(capsys, [*argv, "--runtime", "onnxruntime"], "runs in onnxruntime_int8")
+    _fails_with(capsys, [*argv, "--update", str(tmp_path)], "not to an .onnx file")

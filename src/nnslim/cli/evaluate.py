@@ -23,6 +23,7 @@ from nnslim.cli.common import (
 )
 from nnslim.errors import NnslimError
 from nnslim.evaluate.measure import EvaluateConfig
+from nnslim.evaluate.runtime import RUNTIMES
 from nnslim.jobs import demo, evaluate
 from nnslim.jobs.common import Progress
 
@@ -30,11 +31,11 @@ from nnslim.jobs.common import Progress
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.split != "test":
         raise NnslimError(f"evaluate measures on held-out sequences: use --split test, not {args.split!r}")
-    runtime = EvaluateConfig(repetitions=args.repetitions, threads=args.threads, max_params=args.max_params)
+    measure = EvaluateConfig(repetitions=args.repetitions, threads=args.threads, max_params=args.max_params)
     request = evaluate.EvaluateRequest(
         args.original, args.file, args.sequences, name_list(args.names), args.max_size, args.codec,
-        int_list(args.qps) if args.qps else (), args.frames, runtime, args.cache, args.store, args.trust_factory,
-        args.update,
+        int_list(args.qps) if args.qps else (), args.frames, measure, args.cache, args.store, args.trust_factory,
+        args.update, args.runtime,
     )  # fmt: skip
     with spinner("evaluating") as progress:
         result = evaluate.evaluate_file(request, progress)
@@ -63,16 +64,23 @@ def print_evaluation(table: dict[str, Any]) -> None:
     out.add_row("size (bytes)", f"{size['original_fp32_bytes']:,} fp32", f"{size['compressed_bytes']:,} file")
     both("gain over codec (Y dB)", lambda s: perf[s]["mean"]["gain_db"], "+.3f")
     both("BD-rate vs codec (needs 4 QPs)", lambda s: perf[s]["mean"]["bd_rate"], "+.2f")
-    both("parameters", lambda s: table["complexity"][s]["parameters"], ",")
-    both("kMAC per pixel", lambda s: table["complexity"][s]["kmac_per_pixel"], ".1f")
-    both("PyTorch ms per 1080p frame", lambda s: table["runtime"][s]["torch_ms"], ".0f")
-    both("ONNX Runtime ms per 1080p frame", lambda s: table["runtime"][s]["onnxruntime_ms"], ".0f")
-    both("peak memory filtering 1080p (MiB)", lambda s: table["memory"][s]["peak_rss_mib"], ".0f")
-    both("parameter memory (bytes)", lambda s: table["memory"][s]["parameter_bytes"], ",")
+    both("parameters", lambda s: table["complexity"].get(s, {}).get("parameters", math.nan), ",")
+    both("kMAC per pixel", lambda s: table["complexity"].get(s, {}).get("kmac_per_pixel", math.nan), ".1f")
+    for runtime in RUNTIMES:
+        key = f"{runtime}_ms"
+        if any(key in table["runtime"][side] for side in ("original", "reconstructed")):
+            both(f"{runtime} ms per 1080p frame", lambda s, k=key: table["runtime"][s].get(k, math.nan), ".0f")
+    both("peak memory filtering 1080p (MiB)", lambda s: table["memory"].get(s, {}).get("peak_rss_mib", math.nan), ".0f")
+    both("parameter memory (bytes)", lambda s: table["memory"].get(s, {}).get("parameter_bytes", math.nan), ",")
     console.print(out)
+    runtime = table["runtime"]
+    speedups = (
+        [f"{runtime['speedup_vs_torch_fp32']:.2f}x in {runtime['runtime']} over the original in PyTorch"]
+        if "speedup_vs_torch_fp32" in runtime
+        else [f"{runtime['speedup_torch']:.2f}x PyTorch", f"{runtime['speedup_onnxruntime']:.2f}x ONNX Runtime"]
+    )
     console.print(
-        f"size ratio {size['ratio']:.1f}x; Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup "
-        f"{table['runtime']['speedup_torch']:.2f}x PyTorch, {table['runtime']['speedup_onnxruntime']:.2f}x ONNX Runtime"
+        f"size ratio {size['ratio']:.1f}x; Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup {', '.join(speedups)}"
     )
 
 
@@ -95,7 +103,8 @@ def register(sub: Subparsers) -> None:
     """Add evaluate, demo and report."""
     p = sub.add_parser("evaluate", help="the evaluation table of an original filter and its .nnsl file")
     p.add_argument("original", type=Path, help="the uncompressed filter file")
-    p.add_argument("file", type=Path, help="the .nnsl file (its decoded filter is measured)")
+    p.add_argument("file", type=Path, help="the .nnsl file (its decoded filter is measured), or nnslim deploy's .onnx")
+    p.add_argument("--runtime", choices=RUNTIMES, help="the runtime FILE is for (an .onnx file's own is checked)")
     add_selection(p, "416x240")
     p.add_argument("--codec", help="codec (the one the filter was trained on by default)")
     p.add_argument("--qps", help="comma-separated ladder QPs (the filter's by default; four or more give BD-rates)")

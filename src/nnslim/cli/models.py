@@ -23,6 +23,7 @@ from nnslim.cli.common import (
     spinner,
 )
 from nnslim.errors import NnslimError
+from nnslim.evaluate.runtime import RUNTIMES
 from nnslim.jobs import assess, train
 from nnslim.models.filters import ArchSpec
 from nnslim.models.train import TrainConfig
@@ -63,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_filter(args: argparse.Namespace) -> dict[str, Any]:
     request = train.FilterRequest(
         args.model, args.input, args.out, args.reference, args.size, args.qp, args.tile, args.overlap,
-        args.trust_factory, args.update,
+        args.trust_factory, args.update, args.runtime,
     )  # fmt: skip
     with bar() as progress:
         task = progress.add_task("filtering", total=None)
@@ -129,8 +130,11 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("filter", help="apply a trained filter to a decoded .yuv")
-    p.add_argument("model", type=Path, help="filter file (.pt with its .json beside it) or .nnsl file")
+    p.add_argument(
+        "model", type=Path, help="filter file (.pt with its .json beside it), .nnsl file, or .onnx from nnslim deploy"
+    )
     p.add_argument("--update", type=Path, help="content-adaptive update (.nnsu) of this filter for this video")
+    p.add_argument("--runtime", choices=RUNTIMES, help="torch or onnxruntime for a filter; an .onnx file's own")
     p.add_argument("--input", type=Path, required=True, help="decoded 8-bit 4:2:0 .yuv")
     p.add_argument("--reference", type=Path, help="original .yuv, for PSNR before and after")
     p.add_argument("--size", help="WxH, unless the file names say it")

@@ -19,12 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from torch import nn
 
 from nnslim.bitstream.pack import DEFAULT_MAX_PARAMS, unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.runtime import EXAMPLE_QP, export_onnx, interleaved_frames, onnx_runner, onnx_session
-from nnslim.models.apply import filter_frames, torch_runner
+from nnslim.evaluate.runtime import (
+    EXAMPLE_QP,
+    export_onnx,
+    interleaved_frames,
+    onnx_runner,
+    onnx_runtime_of,
+    onnx_session,
+)
+from nnslim.models.apply import filter_frames, run_tiles, torch_runner
 from nnslim.models.assess import summarise
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import kmac_per_pixel, parameter_count
@@ -115,8 +123,20 @@ def memory(
     return result
 
 
+FramesFilter = Callable[[np.ndarray, int], np.ndarray]
+"""Filters decoded luma planes (frames, height, width) at a QP."""
+
+
+def _torch_frames(model: nn.Module) -> FramesFilter:
+    return lambda planes, qp: filter_frames(model, planes, qp)
+
+
+def _onnx_frames(session: ort.InferenceSession) -> FramesFilter:
+    return lambda planes, qp: np.stack([run_tiles(onnx_runner(session, qp), plane) for plane in planes])
+
+
 def _quality(
-    models: dict[str, nn.Module], pairs: list[LumaPairs], on_step: Callable[[str], None]
+    models: dict[str, FramesFilter], pairs: list[LumaPairs], on_step: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """One row per sequence and QP: kbps, Y/U/V PSNR of the codec, and Y-PSNR after each filter."""
     rows = []
@@ -129,11 +149,9 @@ def _quality(
             "psnr_u_codec": pair.psnr_uv[0],
             "psnr_v_codec": pair.psnr_uv[1],
         }
-        for name, model in models.items():
+        for name, frames in models.items():
             on_step(f"{pair.name} QP {pair.qp}: {name} filter")
-            out[f"psnr_y_{name}"] = float(
-                np.mean(psnr_frames(pair.original, filter_frames(model, pair.decoded, pair.qp)))
-            )
+            out[f"psnr_y_{name}"] = float(np.mean(psnr_frames(pair.original, frames(pair.decoded, pair.qp))))
         rows.append(out)
     return rows
 
@@ -153,6 +171,71 @@ def _per_filter(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
             for r in rows
         ]
     )
+
+
+def _table(
+    original: nn.Module,
+    filters: dict[str, FramesFilter],
+    file_bytes: int,
+    pairs: list[LumaPairs],
+    on_step: Callable[[str], None],
+) -> dict[str, Any]:
+    """The table's size, performance and the original's complexity; runtime and memory left empty."""
+    rows = _quality(filters, pairs, on_step)
+    summaries = {name: _per_filter(rows, name) for name in filters}
+    size: dict[str, float] = {"original_fp32_bytes": 4 * parameter_count(original), "compressed_bytes": file_bytes}
+    size["ratio"] = size["original_fp32_bytes"] / size["compressed_bytes"]
+    return {
+        "size": size,
+        "performance": {
+            "rows": rows,
+            **{name: {"per_sequence": s["per_sequence"], "mean": s["mean"]} for name, s in summaries.items()},
+            "loss_db": summaries["original"]["mean"]["gain_db"] - summaries["reconstructed"]["mean"]["gain_db"],
+        },
+        "complexity": {
+            "original": {"parameters": parameter_count(original), "kmac_per_pixel": kmac_per_pixel(original)}
+        },
+        "runtime": {},
+        "memory": {},
+    }
+
+
+def evaluate_onnx(
+    original: nn.Module,
+    path: Path,
+    pairs: list[LumaPairs],
+    config: EvaluateConfig,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The evaluation table of an original filter (PyTorch) and an ONNX model of it in ONNX Runtime.
+
+    The ONNX model (``nnslim deploy``'s int8 model, or a float32 export) runs in its own runtime
+    (``runtime.onnx_runtime_of``) on the same frames, and both are timed in turns on one 1080p
+    frame. Complexity and memory are the original's only: the ONNX model's are not measured.
+
+    Returns:
+        ``evaluate``'s keys; ``runtime`` has the original's ``torch_ms``, the model's
+        ``{RUNTIME}_ms`` and ``speedup_vs_torch_fp32`` (the original in PyTorch over the model).
+
+    Raises:
+        NnslimError: A file that is not a loadable ONNX filter.
+    """
+    on_step(f"loading {path.name} in ONNX Runtime")
+    where = onnx_runtime_of(path)
+    session = onnx_session(path, config.threads)
+    original = original.eval()
+    filters = {"original": _torch_frames(original), "reconstructed": _onnx_frames(session)}
+    result = _table(original, filters, path.stat().st_size, pairs, on_step)
+    on_step(f"timing the original in PyTorch and the model in {where}, in turns")
+    runners = {"original": torch_runner(original, int(EXAMPLE_QP)), "reconstructed": onnx_runner(session)}
+    timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads)
+    original_ms, model_ms = timing["original"]["median_ms"], timing["reconstructed"]["median_ms"]
+    result["runtime"] = {
+        "original": {"torch_ms": original_ms}, "reconstructed": {f"{where}_ms": model_ms}, "runtime": where,
+        "threads": timing["threads"], "repetitions": timing["repetitions"],
+        "speedup_vs_torch_fp32": original_ms / model_ms if model_ms > 0 else math.nan,
+    }  # fmt: skip
+    return result
 
 
 def evaluate(
@@ -189,23 +272,10 @@ def evaluate(
     reconstructed, description = unpack(packed, trusted_factory=trusted_factory, max_params=config.max_params)
     check_match(original_meta, description)
     models = {"original": original.eval(), "reconstructed": reconstructed}
-    rows = _quality(models, pairs, on_step)
-    summaries = {name: _per_filter(rows, name) for name in models}
-    size: dict[str, float] = {"original_fp32_bytes": 4 * parameter_count(original), "compressed_bytes": len(packed)}
-    size["ratio"] = size["original_fp32_bytes"] / size["compressed_bytes"]
-    result: dict[str, Any] = {
-        "size": size,
-        "performance": {
-            "rows": rows,
-            **{name: {"per_sequence": s["per_sequence"], "mean": s["mean"]} for name, s in summaries.items()},
-            "loss_db": summaries["original"]["mean"]["gain_db"] - summaries["reconstructed"]["mean"]["gain_db"],
-        },
-        "complexity": {
-            name: {"parameters": parameter_count(m), "kmac_per_pixel": kmac_per_pixel(m)} for name, m in models.items()
-        },
-        "runtime": {},
-        "memory": {},
-    }
+    result = _table(original, {name: _torch_frames(m) for name, m in models.items()}, len(packed), pairs, on_step)
+    result["complexity"]["reconstructed"] = {
+        "parameters": parameter_count(reconstructed), "kmac_per_pixel": kmac_per_pixel(reconstructed)
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="nnslim-evaluate-") as scratch:
         runners = {}
         for name, model in models.items():

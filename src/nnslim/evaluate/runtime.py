@@ -31,6 +31,9 @@ from nnslim.models.apply import TileRunner, run_tiles, torch_runner
 from nnslim.models.filters import takes_qp
 from nnslim.models.train import forward
 
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime_int8")
+"""Where a filter runs: PyTorch (float32), ONNX Runtime (float32), or ONNX Runtime on an int8 QDQ model (``deploy``)."""
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 INPUT = "luma"
 QP_INPUT = "qp"
 OUTPUT = "restored"
@@ -120,6 +123,35 @@ def export_onnx(model: nn.Module, path: Path, opset: int = 17) -> Path:
         raise NnslimError(f"the ONNX export of {type(model).__name__} is invalid: {exc}") from None
     atomic_write_bytes(path, data)
     return path
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` if it is one of ``RUNTIMES``.
+
+    Raises:
+        NnslimError: Another name.
+    """
+    if runtime not in RUNTIMES:
+        raise NnslimError(f"--runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    return runtime
+
+
+def onnx_runtime_of(path: Path) -> str:
+    """The runtime an ONNX file is made for: ``onnxruntime_int8`` when it holds quantize nodes (QDQ form).
+
+    Raises:
+        NnslimError: A file ONNX cannot read.
+    """
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # onnx's parse errors share no base class below Exception
+        raise NnslimError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    return "onnxruntime_int8" if any(node.op_type in QDQ_OPS for node in graph.node) else "onnxruntime"
+
+
+def onnx_takes_qp(session: ort.InferenceSession) -> bool:
+    """Whether an exported filter takes the QP as its second input."""
+    return len(session.get_inputs()) == 2
 
 
 def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
@@ -296,7 +328,7 @@ def _plane(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def onnx_runner(session: ort.InferenceSession, qp: float = EXAMPLE_QP) -> TileRunner:
     """Run an exported filter on tiles in ONNX Runtime, with the QP for filters that take it."""
-    qp_array = torch.tensor([qp])
+    qp_array = torch.tensor([float(qp)])
 
     def run(tile: torch.Tensor) -> torch.Tensor:
         (restored,) = session.run(None, _feeds(session, tile, qp_array))

@@ -128,7 +128,7 @@ def demo(request: DemoRequest, progress: Progress = QUIET) -> DemoResult:
 
     def evaluating(file: Path) -> EvaluateRequest:
         return EvaluateRequest(
-            model, file, seqs, frames=mode.frames, runtime=timing, store=request.store, trust_factory=trust
+            model, file, seqs, frames=mode.frames, measure=timing, store=request.store, trust_factory=trust
         )
 
     _step("evaluate", out / "evaluate.json", lambda: evaluate_file(evaluating(out / "slim.nnsl"), progress), progress)

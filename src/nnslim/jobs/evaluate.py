@@ -10,7 +10,8 @@ from nnslim.adapt import encoder, update
 from nnslim.bitstream.container import BitstreamError
 from nnslim.bitstream.pack import unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.measure import EvaluateConfig, evaluate
+from nnslim.evaluate.measure import EvaluateConfig, evaluate, evaluate_onnx
+from nnslim.evaluate.runtime import check_runtime, onnx_runtime_of
 from nnslim.jobs.adapt import bd_between, mean_finite
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache, filter_path, record
 from nnslim.jobs.pack import read_nnsl
@@ -33,12 +34,15 @@ class EvaluateRequest:
         codec: Codec (the filter's own when None).
         qps: Ladder QPs (the filter's own when empty; four or more give BD-rates).
         frames: First frames of each sequence.
-        runtime: Timing and memory settings, and the most parameters the file may declare.
+        measure: Timing and memory settings, and the most parameters the file may declare.
         cache: Encode cache.
         store: Results store.
         trust_factory: The user architecture the filters may name.
         update: A folder of content-adaptive updates of ``file`` (``nnslim adapt``'s
             ``SEQ_qpQP.nnsu``): each sequence is also measured with its own update, bits counted.
+        runtime: The runtime ``file`` is for (``runtime.RUNTIMES``): an .onnx file (``nnslim
+            deploy``'s) runs in its own, checked against this; an .nnsl file's filter is timed
+            in ``torch`` and ``onnxruntime`` both.
     """
 
     original: Path
@@ -49,11 +53,12 @@ class EvaluateRequest:
     codec: str | None = None
     qps: tuple[int, ...] = ()
     frames: int | None = None
-    runtime: EvaluateConfig = field(default_factory=EvaluateConfig)
+    measure: EvaluateConfig = field(default_factory=EvaluateConfig)
     cache: Path | None = None
     store: Path | None = None
     trust_factory: str | None = None
     update: Path | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,16 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
     splits = splits_for(
         meta, request.sequences, max_size, request.frames, names=names, coding=(codec, qps), cache=cache
     )
-    packed = read_nnsl(request.file, request.runtime.max_params)
+    _check_runtime(request)
     pairs = splits.pairs("test", progress.status)
-    try:
-        table = evaluate(original, meta, packed, pairs, request.runtime, progress.status, request.trust_factory)
-    except BitstreamError as exc:
-        raise NnslimError(f"{request.file}: {exc}") from None
+    if request.file.suffix == ".onnx":
+        table = evaluate_onnx(original, request.file, pairs, request.measure, progress.status)
+    else:
+        packed = read_nnsl(request.file, request.measure.max_params)
+        try:
+            table = evaluate(original, meta, packed, pairs, request.measure, progress.status, request.trust_factory)
+        except BitstreamError as exc:
+            raise NnslimError(f"{request.file}: {exc}") from None
     if request.update is not None:
         table["adapted"] = _adapted(request, packed, pairs, table["performance"]["rows"], progress)
     params = {
@@ -109,6 +118,21 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
     return EvaluateResult(params, table, record(request.store, "evaluate", params, table, [codec]))
 
 
+def _check_runtime(request: EvaluateRequest) -> None:
+    """Refuse a runtime the file cannot run in, and an update of an .onnx file."""
+    onnx_file = request.file.suffix == ".onnx"
+    if request.update is not None and onnx_file:
+        raise NnslimError("--update applies to the .nnsl file the updates were made for, not to an .onnx file")
+    if request.runtime is None:
+        return
+    check_runtime(request.runtime)
+    own = onnx_runtime_of(request.file) if onnx_file else None
+    if onnx_file and request.runtime != own:
+        raise NnslimError(f"{request.file} runs in {own}, not {request.runtime}")
+    if not onnx_file and request.runtime == "onnxruntime_int8":
+        raise NnslimError(f"make the int8 model first (nnslim deploy {request.file} --out X.onnx); evaluate X.onnx")
+
+
 def _adapted(
     request: EvaluateRequest, packed: bytes, pairs: list[LumaPairs], rows: list[dict[str, Any]], progress: Progress
 ) -> dict[str, Any]:
@@ -118,7 +142,7 @@ def _adapted(
         NnslimError: A missing update, or one made for another filter, sequence, QP or video.
     """
     assert request.update is not None
-    base, _ = unpack(packed, request.trust_factory, max_params=request.runtime.max_params)
+    base, _ = unpack(packed, request.trust_factory, max_params=request.measure.max_params)
     sha = update.file_sha256(request.file)
     measured = {(r["sequence"], r["qp"]): r for r in rows}
     adapted = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,12 +12,13 @@ from torch import nn
 
 from nnslim.adapt import encoder, update
 from nnslim.errors import NnslimError
+from nnslim.evaluate import runtime
 from nnslim.io import require_writable_file
 from nnslim.jobs.adapt import load_base
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache
 from nnslim.jobs.pack import read_nnsl
 from nnslim.models import train as training
-from nnslim.models.apply import LumaFilter, filter_yuv_file, plane_filter
+from nnslim.models.apply import LumaFilter, filter_yuv_file, plane_filter, runner_filter
 from nnslim.models.filters import build
 from nnslim.models.splits import Splits
 from nnslim.video import content
@@ -135,6 +137,9 @@ class FilterRequest:
         trust_factory: The user architecture the filter may name.
         update: A content-adaptive update (.nnsu) of this filter for this video: it gives the QP
             and the switch, and the default tiling is used, as the encoder used it.
+        runtime: Where the filter runs (``evaluate.runtime.RUNTIMES``): ``torch`` or ``onnxruntime``
+            (exported on the fly) for a filter file or an .nnsl file, the file's own for an
+            .onnx file (``onnxruntime_int8`` for a model from ``nnslim deploy``); None: the default.
     """
 
     model: Path
@@ -147,6 +152,7 @@ class FilterRequest:
     overlap: int = 16
     trust_factory: str | None = None
     update: Path | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,7 @@ class FilterResult:
         model: The filter file.
         input: The decoded .yuv.
         qp: The QP the filter was told.
+        runtime: Where it ran.
         figures: ``models.apply.filter_yuv_file``'s: frames, output, peak memory, and Y/U/V PSNR
             before and after (``psnr_before``, ``psnr_after``) when a reference was given.
     """
@@ -164,6 +171,7 @@ class FilterResult:
     model: Path
     input: Path
     qp: int
+    runtime: str
     figures: dict[str, Any]
 
     @property
@@ -171,7 +179,43 @@ class FilterResult:
         return int(self.figures["frames"])
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": str(self.model), "input": str(self.input), "qp": self.qp, **self.figures}
+        return {
+            "model": str(self.model), "input": str(self.input), "qp": self.qp, "runtime": self.runtime,
+            **self.figures,
+        }  # fmt: skip
+
+
+def _onnx_luma(request: FilterRequest) -> tuple[LumaFilter, int, str]:
+    """The luma filter of an .onnx file in ONNX Runtime, the QP it runs at and its runtime.
+
+    Raises:
+        NnslimError: An update, a runtime other than the file's, or a QP filter without ``qp``.
+    """
+    if request.update is not None:
+        raise NnslimError("an update applies to the filter it was made for (.pt or .nnsl), not to an .onnx file")
+    own = runtime.onnx_runtime_of(request.model)
+    if request.runtime not in (None, own):
+        raise NnslimError(f"{request.model} runs in {own}, not {request.runtime}")
+    session = runtime.onnx_session(request.model)
+    if runtime.onnx_takes_qp(session) and request.qp is None:
+        raise NnslimError("this filter takes the QP; give --qp")
+    qp = request.qp if request.qp is not None else 0
+    return runner_filter(runtime.onnx_runner(session, qp), request.tile, request.overlap), qp, own
+
+
+def _in_runtime(model: nn.Module, qp: int, request: FilterRequest) -> LumaFilter:
+    """The filter in the runtime asked for: PyTorch, or exported to ONNX Runtime in float32.
+
+    Raises:
+        NnslimError: ``onnxruntime_int8``, which needs a model made by ``nnslim deploy``.
+    """
+    if request.runtime in (None, "torch"):
+        return plane_filter(model, qp, request.tile, request.overlap)
+    if request.runtime == "onnxruntime_int8":
+        raise NnslimError(f"make the int8 model first (nnslim deploy {request.model} --out X.onnx), then filter X.onnx")
+    with tempfile.TemporaryDirectory(prefix="nnslim-filter-") as scratch:
+        session = runtime.onnx_session(runtime.export_onnx(model, Path(scratch) / "filter.onnx"))
+    return runner_filter(runtime.onnx_runner(session, qp), request.tile, request.overlap)
 
 
 def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decoded: Sequence) -> tuple[LumaFilter, int]:
@@ -181,7 +225,9 @@ def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decode
         qp = request.qp if request.qp is not None else (trained_qps[0] if len(trained_qps) == 1 else None)
         if qp is None:
             raise NnslimError("this filter was trained on several QPs; give --qp")
-        return plane_filter(model, qp, request.tile, request.overlap), qp
+        return _in_runtime(model, qp, request), qp
+    if request.runtime not in (None, "torch"):
+        raise NnslimError("with --update the filter runs as the encoder ran it, in PyTorch: leave --runtime alone")
     if (request.tile, request.overlap) != (256, 16):
         raise NnslimError("with --update the filter runs as the encoder ran it: leave --tile and --overlap alone")
     try:
@@ -201,7 +247,8 @@ def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) ->
         NnslimError: Unreadable files, mismatched sizes, a multi-QP filter without ``qp``, or an
             update made for another filter or video.
     """
-    model, meta = load_base(request.model, request.trust_factory)
+    if request.runtime is not None:
+        runtime.check_runtime(request.runtime)
     decoded = describe_yuv(request.input, parse_size(request.size) if request.size else None)
     reference = describe_yuv(request.reference, (decoded.width, decoded.height)) if request.reference else None
     if reference is not None and reference.frames < decoded.frames:
@@ -209,6 +256,11 @@ def apply(request: FilterRequest, on_frame: Callable[[], None] | None = None) ->
             f"{reference.path.name} has {reference.frames} frames, {decoded.path.name} has {decoded.frames}"
         )
     require_writable_file(request.out)
-    luma, qp = _luma(request, model, meta, decoded)
+    if request.model.suffix == ".onnx":
+        luma, qp, where = _onnx_luma(request)
+    else:
+        model, meta = load_base(request.model, request.trust_factory)
+        luma, qp = _luma(request, model, meta, decoded)
+        where = request.runtime or "torch"
     result = filter_yuv_file(luma, decoded, request.out, reference, on_frame=on_frame)
-    return FilterResult(request.model, request.input, qp, result)
+    return FilterResult(request.model, request.input, qp, where, result)

@@ -102,6 +102,11 @@ def plane_filter(model: nn.Module, qp: int, tile: int = 256, overlap: int = 16) 
     return lambda _index, plane: filter_plane(model, plane, qp, tile, overlap)
 
 
+def runner_filter(run: TileRunner, tile: int = 256, overlap: int = 16) -> LumaFilter:
+    """A tile runner of any runtime (an ONNX Runtime session's, say) applied to every frame alike (``run_tiles``)."""
+    return lambda _index, plane: run_tiles(run, plane, tile, overlap)
+
+
 def filter_yuv_file(
     luma: LumaFilter,
     decoded: Sequence,
