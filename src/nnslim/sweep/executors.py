@@ -7,9 +7,12 @@ shared inputs travel once: to each pool worker when it starts, or into Ray's obj
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -20,10 +23,19 @@ Item = TypeVar("Item")
 Task = Callable[[Any, Any], dict[str, Any]]
 """A task: (the shared inputs, one item) -> its outcome; a module-level function, so that it pickles."""
 _worker: tuple[Task, Any] | None = None
+PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: the signal a process gets when its parent dies."""
+
+
+def _die_with_parent() -> None:
+    """Have Linux stop this worker when the process that started it dies, so that a killed run leaves no orphans."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _start_worker(task: Task, inputs: Any) -> None:
     global _worker
+    _die_with_parent()
     _worker = (task, inputs)
 
 
