@@ -37,3 +37,13 @@ def test_the_switch_alone_never_loses_against_the_codec() -> None:
     coded, _ = encoder.code_sequence_qp(base, SHA, pair, base_filtered, np.zeros(0, np.float32), config, "x265")
     assert encoder.psnr_y(pair.original, coded.output) >= encoder.psnr_y(pair.original, pair.decoded)
     assert coded.signalled_bytes >= update.MODE_BYTES
+
+
+def test_per_qp_updates_are_trained_on_each_qps_frames_alone() -> None:
+    base, pairs = tiny_filter(), [tiny_pair(qp=27, seed=1), tiny_pair(qp=37, seed=2)]
+    config = AdaptConfig(steps=5, batch=2, patch=32, threads=1)
+    shared = encoder.train_updates(base, ARCH, pairs, config)
+    assert shared[27] is shared[37]
+    own = encoder.train_updates(base, ARCH, pairs, AdaptConfig(per_qp=True, steps=5, batch=2, patch=32, threads=1))
+    assert sorted(own) == [27, 37] and not np.array_equal(own[27], own[37])
+    assert np.array_equal(own[37], encoder.train_update(base, ARCH, [pairs[1]], config))

@@ -1,8 +1,9 @@
 """The encoder side of content adaptation: fine-tune, quantize by rate-distortion, set the switch.
 
 For one sequence, the encoder (which holds the original) trains what ``AdaptConfig.mode``
-adapts on that sequence's own decoded and original frames (all coding QPs at once: the filters
-take the QP as input), then, for each coding QP, chooses the update's NNR QP, or no update, by
+adapts on that sequence's own decoded and original frames (one update per coding QP, on that
+QP's frames, or, with ``per_qp`` off, one for all QPs at once: the filters take the QP as
+input), then, for each coding QP, chooses the update's NNR QP, or no update, by
 minimising ``J = SSE + lambda * bits`` with the codec's own Lagrange multiplier (HM's
 ``0.57 * 2**((QP - 12) / 3)``, times ``lambda_scale``), and sets the per-block switch. What
 it measures is the output a decoder makes from the update as decoded (``update.decode``), so
@@ -38,11 +39,14 @@ class AdaptConfig:
 
     The defaults were chosen on the validation sequence by ``benchmarks/adapt_validation.py``:
     ``lambda_scale`` is x265's own rate-distortion slope there over HM's lambda, and
-    ``multipliers`` gave the best BD-rate of the three modes at 400 steps.
+    ``multipliers`` trained per QP (200 steps each) gave the best BD-rate of the three modes,
+    each trained per QP or once for all QPs (400 steps).
 
     Attributes:
         mode: What adapts (``params.MODES``).
         switch: Whether the encoder sets per-block switch flags.
+        per_qp: One update per coding QP, trained on that QP's frames alone (``steps`` each),
+            instead of one for all QPs.
         block: The switch's block side in luma samples.
         steps: Fine-tuning steps.
         lr: Adam's learning rate.
@@ -57,12 +61,13 @@ class AdaptConfig:
 
     mode: Mode = "multipliers"
     switch: bool = True
+    per_qp: bool = True
     block: int = 64
-    steps: int = 400
+    steps: int = 200
     lr: float = 5e-3
     batch: int = 8
     patch: int = 64
-    nnr_qps: tuple[int, ...] = (-40, -32, -24, -16, -8)
+    nnr_qps: tuple[int, ...] = (-32, -24, -16, -12, -8, -4)
     lambda_scale: float = 9.6
     rd_frame_step: int = 4
     seed: int = 0
@@ -123,6 +128,16 @@ def train_update(
     )  # fmt: skip
     finetune(tuned, pairs, settings, on_step)
     return params.vector(base, tuned, config.mode)
+
+
+def train_updates(
+    base: nn.Module, arch: ArchSpec, pairs: list[LumaPairs], config: AdaptConfig
+) -> dict[int, np.ndarray]:
+    """The unquantized update for each coding QP of one sequence: one per QP, or one shared by all."""
+    if config.per_qp:
+        return {pair.qp: train_update(base, arch, [pair], config) for pair in pairs}
+    shared = train_update(base, arch, pairs, config)
+    return {pair.qp: shared for pair in pairs}
 
 
 def quantized(values: np.ndarray, nnr_qp: int) -> tuple[np.ndarray, int]:

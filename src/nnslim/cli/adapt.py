@@ -23,7 +23,7 @@ def _percent(value: float, signed: bool = False) -> str:
 
 def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     config = AdaptConfig(
-        mode=args.adapt, switch=args.switch, block=args.block, steps=args.steps, lr=args.lr,
+        mode=args.adapt, switch=args.switch, per_qp=args.per_qp, block=args.block, steps=args.steps, lr=args.lr,
         nnr_qps=int_list(args.nnr_qps), lambda_scale=args.lambda_scale, threads=args.threads,
     )  # fmt: skip
     request = adapt.AdaptRequest(
@@ -54,8 +54,14 @@ def register(sub: Subparsers) -> None:
     p.add_argument("model", type=Path, help="base filter: a filter file (.pt) or an .nnsl file")
     p.add_argument("--adapt", default=AdaptConfig.mode, choices=MODES, help="what adapts (chosen on validation)")
     p.add_argument("--switch", action=argparse.BooleanOptionalAction, default=True, help="per-block on/off flags")
+    p.add_argument(
+        "--per-qp",
+        action=argparse.BooleanOptionalAction,
+        default=AdaptConfig.per_qp,
+        help="one update per coding QP (--steps each) instead of one for all QPs",
+    )
     p.add_argument("--block", type=int, default=64, help="the switch's block side in luma samples")
-    p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per sequence")
+    p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per update")
     p.add_argument("--lr", type=float, default=AdaptConfig.lr, help="fine-tuning learning rate")
     p.add_argument("--nnr-qps", default=",".join(map(str, AdaptConfig.nnr_qps)), help="NNR QPs the update may take")
     p.add_argument("--lambda-scale", type=float, default=AdaptConfig.lambda_scale, help="times HM's lambda")

@@ -36,7 +36,7 @@ class DemoMode:
             f"{self.name} mode: {frames}; the full recipe shortened to {self.rounds} pruning rounds and "
             f"{self.finetune_steps} retraining steps per stage (the full-length bbc recipe runs 8 rounds of 1000 "
             f"steps); runtimes are the median of {self.repetitions} timed frames; codecs {self.codecs}; content "
-            f"adaptation on {ADAPT_SEQUENCE} only, {self.adapt_steps} fine-tuning steps."
+            f"adaptation on {ADAPT_SEQUENCE} only, {self.adapt_steps} fine-tuning steps per update."
         )
 
     def recipe_toml(self) -> str:

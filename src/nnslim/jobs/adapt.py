@@ -2,7 +2,8 @@
 
 Sequences run side by side in the sweep's executors (a local process pool, or Ray); a finished
 one is kept in ``OUT/SEQ.json`` and skipped by a rerun. For each, the encoder fine-tunes what
-``AdaptConfig.mode`` adapts on that sequence's own frames at every coding QP, then for each QP
+``AdaptConfig.mode`` adapts on that sequence's own frames (per coding QP, or at all QPs at
+once), then for each QP
 chooses the update's NNR QP by rate-distortion, sets the switch, and writes
 ``OUT/SEQ_qpQP.nnsu``. Each QP is measured four ways: the codec alone, the base filter as it
 is, the switch alone, and the switch with the update, each with its bits counted in the
@@ -162,14 +163,14 @@ def adapt_sequence(inputs: SequenceInputs, name: str) -> dict[str, Any]:
     config, base, sha = inputs.config, inputs.base, inputs.sha
     pairs = inputs.pairs[name]
     start = time.perf_counter()
-    raw = encoder.train_update(base, inputs.arch, pairs, config)
+    raws = encoder.train_updates(base, inputs.arch, pairs, config)
     trained = time.perf_counter() - start
     rows, files = [], {}
     for pair in pairs:
         filtered = filter_frames(base, pair.decoded, pair.qp)
         lam = config.lambda_scale * encoder.hm_lambda(pair.qp)
         switched, switch_bytes = _switch_only(sha, pair, filtered, config.block, lam, inputs.codec)
-        coded, trials = encoder.code_sequence_qp(base, sha, pair, filtered, raw, config, inputs.codec)
+        coded, trials = encoder.code_sequence_qp(base, sha, pair, filtered, raws[pair.qp], config, inputs.codec)
         files[pair.qp] = coded.data
         rows.append(
             {
