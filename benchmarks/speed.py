@@ -15,7 +15,8 @@ as the MAC count). Prints the table and writes benchmarks/results/speed.json.
 
 Each filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
 calibrated on the original's training sequences, its loss bounded on validation within
-``--max-loss``, nodes kept float where needed) and timed in ONNX Runtime (``onnxruntime_int8``).
+``--max-loss`` against the original, nodes kept float where needed) and timed in ONNX Runtime
+(``onnxruntime_int8``) on its own tiling (a whole frame, ``--int8-tile``).
 The original's int8 row is the peer: ONNX Runtime's ``quantize_static`` alone, calibrated the
 same way, no budget. For each slim filter, ``speedup_vs_torch_fp32`` maps every runtime to the
 original in PyTorch over the slim filter in it, and ``loss_db_test`` is its int8 model's Y-PSNR
@@ -54,6 +55,7 @@ from nnslim.deploy.loss import mean_psnr_y
 from nnslim.deploy.quantize import DeployConfig, deploy_model
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
+    DEFAULT_TILES,
     EXAMPLE_QP,
     RUNTIMES,
     export_onnx,
@@ -115,10 +117,12 @@ def load(path: Path, trusted_factory: str | None) -> tuple[nn.Module, dict[str, 
     return model, meta, path.stat().st_size
 
 
-def deploy_int8(model: nn.Module, splits: Splits, budget: float, args: argparse.Namespace, scratch: Path) -> Path:
-    """The int8 model of a filter in ONNX Runtime (``deploy_model``), written under ``scratch``."""
+def deploy_int8(
+    model: nn.Module, splits: Splits, budget: float, against: nn.Module, args: argparse.Namespace, scratch: Path
+) -> Path:
+    """A filter as an int8 model in ONNX Runtime (``deploy_model``, loss against the original), under ``scratch``."""
     config = DeployConfig(max_loss_db=budget, float_fallback=True, threads=args.threads)
-    deployment = deploy_model(model, splits.pairs("train"), splits.pairs("validation"), config)
+    deployment = deploy_model(model, splits.pairs("train"), splits.pairs("validation"), config, against=against)
     path = scratch / f"int8_{len(list(scratch.glob('int8_*')))}.onnx"
     path.write_bytes(deployment.chosen.data)
     return path
@@ -159,7 +163,7 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
         say(f"{path.name}: loading, exporting to ONNX and deploying in int8")
         row, torch_run, onnx_run = describe(path, args, scratch)
         model = load(path, args.trust_factory)[0]
-        int8 = deploy_int8(model, splits, math.inf if i == 0 else args.max_loss, args, scratch)
+        int8 = deploy_int8(model, splits, math.inf if i == 0 else args.max_loss, original, args, scratch)
         say(f"{path.name}: int8 loss on test")
         row |= {
             "int8_onnx_bytes": int8.stat().st_size,
@@ -170,8 +174,9 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
         runners |= {f"{i}|torch": torch_run, f"{i}|onnxruntime": onnx_run}
         runners[f"{i}|onnxruntime_int8"] = onnx_runner(onnx_session(int8, args.threads))
     say(f"timing {len(runners)} filter and runtime pairs in turns, {args.repetitions} frames each")
+    tiles = {name: args.int8_tile for name in runners if name.endswith("|onnxruntime_int8")}
     timing = interleaved_frames(
-        runners, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap
+        runners, args.width, args.height, args.repetitions, args.threads, args.tile, args.overlap, tiles
     )
     for name in runners:
         index, runtime = name.split("|")
@@ -271,6 +276,9 @@ def run() -> int:
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--tile", type=int, default=256, help="tile side, as in nnslim filter")
     parser.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
+    parser.add_argument(
+        "--int8-tile", type=int, default=DEFAULT_TILES["onnxruntime_int8"], help="tile side of the int8 models"
+    )
     parser.add_argument("--repetitions", type=int, default=5, help="timed frames per filter and runtime")
     parser.add_argument("--threads", type=int, help="threads for both runtimes (every core by default)")
     parser.add_argument("--trust-factory", metavar="FILE.py:FACTORY", help="build this user architecture, as nnslim")
@@ -318,6 +326,7 @@ def run() -> int:
         "height": args.height,
         "tile": args.tile,
         "overlap": args.overlap,
+        "int8_tile": args.int8_tile,
         "repetitions": args.repetitions,
         "warmup": 1,
         "threads": args.threads or os.cpu_count(),

@@ -9,7 +9,7 @@ from nnslim.models.filters import ArchSpec, build
 from nnslim.models.train import save_filter
 from tests.compress.user_filter import USER
 from tests.conftest import make_folder_with_validation
-from tests.deploy.common import QP_ARCH, tiny_filter
+from tests.deploy.common import ARCH, QP_ARCH, tiny_filter
 
 TRAINING = {"codec": "x265", "qps": [37], "train_sequences": ["TinyTrain"], "validation_sequences": ["TinyVal"]}
 
@@ -86,6 +86,10 @@ def test_filter_runs_a_filter_in_each_runtime_and_an_int8_model_only_as_what_it_
         found = json.loads(result.read_text())
         assert found["runtime"] == name and out.stat().st_size == video.stat().st_size
         psnr[name] = found["psnr_after"]["y"]
+    tiled = tmp_path / "tiled.yuv"
+    common = ["--input", str(video), "--qp", "37", "--tile", "32", "--out", str(tiled)]
+    assert main(["filter", str(int8), *common]) == 0
+    assert tiled.read_bytes() == (tmp_path / "onnxruntime_int8.yuv").read_bytes()  # whole frame by default
     assert abs(psnr["onnxruntime"] - psnr["torch"]) < 0.01
     assert abs(psnr["onnxruntime_int8"] - psnr["torch"]) < 5
     rest = ["--input", str(video), "--qp", "37", "--out", str(tmp_path / "x.yuv")]
@@ -111,3 +115,21 @@ def test_evaluate_measures_an_int8_model_in_its_own_runtime_against_the_original
     assert found["runtime"]["speedup_vs_torch_fp32"] > 0 and 0 < abs(found["performance"]["loss_db"]) < 5
     _fails_with(capsys, [*argv, "--runtime", "onnxruntime"], "runs in onnxruntime_int8")
     _fails_with(capsys, [*argv, "--update", str(tmp_path)], "not to an .onnx file")
+
+
+def test_the_budget_bounds_the_loss_against_the_original_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = make_folder_with_validation(tmp_path)
+    model = _saved_filter(tmp_path)
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1", "--max-loss", "5"]
+    argv = ["deploy", str(model), "--out", str(tmp_path / "int8.onnx"), "--calibration-tiles", "4", *data]
+    alone, against = tmp_path / "alone.json", tmp_path / "against.json"
+    assert main([*argv, "--json", str(alone)]) == 0
+    assert main([*argv, "--against", str(model), "--json", str(against)]) == 0
+    found = json.loads(against.read_text())
+    assert found["against"] == str(model)
+    assert found["loss_db_validation"] == json.loads(alone.read_text())["loss_db_validation"]
+    other = tmp_path / "other.pt"
+    save_filter(build(ARCH), other, {"arch": ARCH.to_dict(), "training": TRAINING})
+    _fails_with(capsys, [*argv, "--against", str(other)], str(other))

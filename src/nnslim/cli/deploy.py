@@ -17,15 +17,16 @@ def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
         frame_step=args.frame_step, threads=args.threads,
     )  # fmt: skip
     request = deploy.DeployRequest(
-        args.model, args.out, args.sequences, config, args.frames, args.cache, args.trust_factory
+        args.model, args.out, args.sequences, config, args.frames, args.cache, args.trust_factory, args.against
     )
     with spinner("deploying") as progress:
         result = deploy.deploy(request, progress)
     share = 100 * result.bytes / result.deployment.float_bytes
     validation = ", ".join(result.validation_sequences)
+    reference = args.against.name if args.against else "the float filter"
     console.print(
         f"{args.out}: {result.bytes:,} bytes ({share:.1f}% of the float ONNX model), Y-PSNR loss "
-        f"{result.loss_db:+.3f} dB against the float filter on validation ({validation}), in {result.seconds:.0f} s"
+        f"{result.loss_db:+.3f} dB against {reference} on validation ({validation}), in {result.seconds:.0f} s"
     )
     return result.to_json()
 
@@ -38,6 +39,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--max-loss", type=float, default=DeployConfig.max_loss_db, help="the most Y-PSNR (dB) int8 may lose"
     )
+    p.add_argument("--against", type=Path, help="measure the loss against this filter (the original of a slim one)")
     p.add_argument(
         "--float-fallback",
         action="store_true",

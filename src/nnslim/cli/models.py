@@ -140,7 +140,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--size", help="WxH, unless the file names say it")
     p.add_argument("--out", type=Path, required=True, help="filtered .yuv to write")
     p.add_argument("--qp", type=int, help="QP of the decoded video (for filters trained on several QPs)")
-    p.add_argument("--tile", type=int, default=256, help="tile side in pixels")
+    p.add_argument("--tile", type=int, help="tile side in pixels (256; a whole frame for onnxruntime_int8)")
     p.add_argument("--overlap", type=int, default=16, help="context pixels around each tile")
     add_trust(p)
     add_json(p, store=False)

@@ -98,7 +98,8 @@ class Deployment:
     Attributes:
         trials: Every model tried, in order; the last is the one chosen.
         float_bytes: Size of the float ONNX model it was quantized from.
-        reference_psnr_y: The float filter's Y-PSNR on validation (PyTorch).
+        reference_psnr_y: The reference filter's Y-PSNR on validation (PyTorch): the float filter's, or
+            the original's it is measured against.
         calibration_tiles: Training tiles it was calibrated on.
     """
 
@@ -269,6 +270,7 @@ def deploy_model(
     validation: Sequence[LumaPairs],
     config: DeployConfig,
     status: Callable[[str], None] = _quiet,
+    against: nn.Module | None = None,
 ) -> Deployment:
     """Quantize a filter to an int8 QDQ ONNX model within a Y-PSNR budget.
 
@@ -278,9 +280,11 @@ def deploy_model(
         validation: Frames the loss is measured and the nodes are ranked on.
         config: The budget and settings.
         status: Called with what it is doing.
+        against: The filter the loss is measured against (the unpruned original of a slim
+            filter, so that the budget bounds the total loss); ``model`` itself when None.
 
     Returns:
-        The models tried, the last one chosen, and the float filter's Y-PSNR.
+        The models tried, the last one chosen, and the reference filter's Y-PSNR.
 
     Raises:
         NnslimError: A node ONNX Runtime cannot run in int8, or a loss over the budget, unless
@@ -302,7 +306,8 @@ def deploy_model(
         feeds = tile_feeds(calibration, config.calibration_tiles, config.tile, config.seed, qp_input)
         status("measuring the float filter on validation")
         with torch.inference_mode():
-            reference = mean_psnr_y(lambda qp: torch_runner(model, qp), validation, config.frame_step)
+            measured = copy.deepcopy(against).cpu().eval() if against is not None else model
+            reference = mean_psnr_y(lambda qp: torch_runner(measured, qp), validation, config.frame_step)
         check = Check(Quantizer(prepared, folder, feeds, config.threads), validation, reference, config.frame_step)
         status(f"calibrating on {len(feeds)} training tiles; measuring int8 on validation")
         first = check.trial(tuple(FloatNode(n.name, n.op_type, "no int8 operator") for n in unsupported))

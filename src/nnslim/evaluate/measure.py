@@ -25,6 +25,7 @@ from torch import nn
 from nnslim.bitstream.pack import DEFAULT_MAX_PARAMS, unpack
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
+    DEFAULT_TILES,
     EXAMPLE_QP,
     export_onnx,
     interleaved_frames,
@@ -131,8 +132,8 @@ def _torch_frames(model: nn.Module) -> FramesFilter:
     return lambda planes, qp: filter_frames(model, planes, qp)
 
 
-def _onnx_frames(session: ort.InferenceSession) -> FramesFilter:
-    return lambda planes, qp: np.stack([run_tiles(onnx_runner(session, qp), plane) for plane in planes])
+def _onnx_frames(session: ort.InferenceSession, tile: int) -> FramesFilter:
+    return lambda planes, qp: np.stack([run_tiles(onnx_runner(session, qp), plane, tile) for plane in planes])
 
 
 def _quality(
@@ -224,14 +225,16 @@ def evaluate_onnx(
     where = onnx_runtime_of(path)
     session = onnx_session(path, config.threads)
     original = original.eval()
-    filters = {"original": _torch_frames(original), "reconstructed": _onnx_frames(session)}
+    filters = {"original": _torch_frames(original), "reconstructed": _onnx_frames(session, DEFAULT_TILES[where])}
     result = _table(original, filters, path.stat().st_size, pairs, on_step)
     on_step(f"timing the original in PyTorch and the model in {where}, in turns")
     runners = {"original": torch_runner(original, int(EXAMPLE_QP)), "reconstructed": onnx_runner(session)}
-    timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads)
+    tiles = {"original": DEFAULT_TILES["torch"], "reconstructed": DEFAULT_TILES[where]}
+    timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads, tiles=tiles)
     original_ms, model_ms = timing["original"]["median_ms"], timing["reconstructed"]["median_ms"]
     result["runtime"] = {
         "original": {"torch_ms": original_ms}, "reconstructed": {f"{where}_ms": model_ms}, "runtime": where,
+        "tiles": tiles,
         "threads": timing["threads"], "repetitions": timing["repetitions"],
         "speedup_vs_torch_fp32": original_ms / model_ms if model_ms > 0 else math.nan,
     }  # fmt: skip

@@ -27,13 +27,18 @@ from torch import nn
 
 from nnslim.errors import NnslimError
 from nnslim.io import atomic_write_bytes, require_writable_file
-from nnslim.models.apply import TileRunner, run_tiles, torch_runner
+from nnslim.models.apply import WHOLE_FRAME, TileRunner, run_tiles, torch_runner
 from nnslim.models.filters import takes_qp
 from nnslim.models.train import forward
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime_int8")
 """Where a filter runs: PyTorch (float32), ONNX Runtime (float32), or ONNX Runtime on an int8 QDQ model (``deploy``)."""
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+DEFAULT_TILES = {"torch": 256, "onnxruntime": 256, "onnxruntime_int8": WHOLE_FRAME}
+"""Each runtime's tile side, the fastest measured here (benchmarks/speed.py): small tiles keep PyTorch's and
+ONNX Runtime's float32 activations in the CPU caches, while ONNX Runtime's int8 kernels run a whole 1080p
+frame about 4x faster than 256-pixel tiles. A filter whose receptive field fits in the overlap gives the same
+samples at any tile side."""
 INPUT = "luma"
 QP_INPUT = "qp"
 OUTPUT = "restored"
@@ -270,12 +275,14 @@ def interleaved_frames(
     threads: int | None = None,
     tile: int = 256,
     overlap: int = 16,
+    tiles: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Milliseconds per 8-bit luma frame of several tile runners, timed in turns on one frame.
 
     Every runner filters the same seeded frame as `nnslim filter` tiles it, one warm-up frame
     each, then ``repetitions`` rounds of one frame each, with the PyTorch thread count fixed
-    for the measurement (give ONNX Runtime sessions the same ``threads``).
+    for the measurement (give ONNX Runtime sessions the same ``threads``). ``tiles`` gives
+    some runners another tile side than ``tile`` (a runtime's own, ``DEFAULT_TILES``).
 
     Returns:
         ``threads``, ``repetitions`` and, per runner, ``interleaved_ms``'s dict.
@@ -287,7 +294,8 @@ def interleaved_frames(
     try:
         with torch.inference_mode():
             timing = interleaved_ms(
-                {name: _frame(run, plane, tile, overlap) for name, run in runners.items()}, repetitions
+                {name: _frame(run, plane, (tiles or {}).get(name, tile), overlap) for name, run in runners.items()},
+                repetitions,
             )
     finally:
         torch.set_num_threads(previous)

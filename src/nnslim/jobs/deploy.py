@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from nnslim.deploy.quantize import DeployConfig, Deployment, deploy_model
+from nnslim.errors import NnslimError
+from nnslim.evaluate.measure import check_match
 from nnslim.io import atomic_write_bytes, json_safe, require_writable_file
 from nnslim.jobs.adapt import load_base
 from nnslim.jobs.common import QUIET, Progress, encode_cache, filter_path
@@ -29,6 +31,8 @@ class DeployRequest:
             from every frame of the training sequences.
         cache: Encode cache.
         trust_factory: The user architecture the filter may name.
+        against: Measure the loss against this filter (the original of a slim filter), so that the
+            budget bounds the total loss; the filter itself when None.
     """
 
     model: Path
@@ -38,6 +42,7 @@ class DeployRequest:
     frames: int | None = None
     cache: Path | None = None
     trust_factory: str | None = None
+    against: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class DeployResult:
         out: The .onnx file.
         config: The loss budget and quantization settings.
         deployment: The models tried and the one chosen.
+        against: The filter the loss was measured against (None: the filter itself).
         calibration_sequences: The training sequences the calibration tiles came from.
         validation_sequences: The sequences the loss was measured on.
         seconds: Time of the whole job.
@@ -58,6 +64,7 @@ class DeployResult:
     out: Path
     config: DeployConfig
     deployment: Deployment
+    against: Path | None
     calibration_sequences: list[str]
     validation_sequences: list[str]
     seconds: float
@@ -77,6 +84,7 @@ class DeployResult:
                 "model": str(self.model), "out": str(self.out), "config": dataclasses.asdict(self.config),
                 "bytes": self.bytes, "float_onnx_bytes": self.deployment.float_bytes,
                 "loss_db_validation": self.loss_db, "reference_psnr_y": self.deployment.reference_psnr_y,
+                "against": str(self.against) if self.against else None,
                 "float_nodes": [dataclasses.asdict(n) for n in chosen.float_nodes],
                 "calibration_tiles": self.deployment.calibration_tiles,
                 "calibration_sequences": self.calibration_sequences,
@@ -100,12 +108,20 @@ def deploy(request: DeployRequest, progress: Progress = QUIET) -> DeployResult:
     splits = splits_for(meta, request.sequences, frames=request.frames, cache=encode_cache(request.cache))
     calibration = splits.pairs("train", progress.status)
     validation = splits.pairs("validation", progress.status)
-    deployment = deploy_model(model, calibration, validation, request.config, progress.status)
+    reference = None
+    if request.against is not None:
+        reference, reference_meta = load_base(filter_path(request.against), request.trust_factory)
+        try:
+            check_match(reference_meta, meta)
+        except NnslimError as exc:
+            raise NnslimError(f"{request.against}: {exc}") from None
+    deployment = deploy_model(model, calibration, validation, request.config, progress.status, reference)
     atomic_write_bytes(request.out, deployment.chosen.data)
     if deployment.chosen.float_nodes:
         kept = ", ".join(f"{n.name} ({n.why})" for n in deployment.chosen.float_nodes)
         progress.note(f"kept float: {kept}")
     return DeployResult(
-        request.model, request.out, request.config, deployment, splits.names("train"), splits.names("validation"),
+        request.model, request.out, request.config, deployment, request.against, splits.names("train"),
+        splits.names("validation"),
         time.perf_counter() - start,
     )  # fmt: skip

@@ -132,7 +132,7 @@ class FilterRequest:
         reference: Original .yuv, for PSNR before and after.
         size: WxH, unless the file names say it.
         qp: QP of the decoded video (needed for filters trained on several QPs).
-        tile: Tile side in pixels.
+        tile: Tile side in pixels (the runtime's own, ``runtime.DEFAULT_TILES``, when None).
         overlap: Context pixels around each tile.
         trust_factory: The user architecture the filter may name.
         update: A content-adaptive update (.nnsu) of this filter for this video: it gives the QP
@@ -148,11 +148,15 @@ class FilterRequest:
     reference: Path | None = None
     size: str | None = None
     qp: int | None = None
-    tile: int = 256
+    tile: int | None = None
     overlap: int = 16
     trust_factory: str | None = None
     update: Path | None = None
     runtime: str | None = None
+
+    def tile_for(self, runtime_name: str) -> int:
+        """The tile side: the one asked for, or the runtime's own."""
+        return self.tile if self.tile is not None else runtime.DEFAULT_TILES[runtime_name]
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,7 @@ def _onnx_luma(request: FilterRequest) -> tuple[LumaFilter, int, str]:
     if runtime.onnx_takes_qp(session) and request.qp is None:
         raise NnslimError("this filter takes the QP; give --qp")
     qp = request.qp if request.qp is not None else 0
-    return runner_filter(runtime.onnx_runner(session, qp), request.tile, request.overlap), qp, own
+    return runner_filter(runtime.onnx_runner(session, qp), request.tile_for(own), request.overlap), qp, own
 
 
 def _in_runtime(model: nn.Module, qp: int, request: FilterRequest) -> LumaFilter:
@@ -210,12 +214,12 @@ def _in_runtime(model: nn.Module, qp: int, request: FilterRequest) -> LumaFilter
         NnslimError: ``onnxruntime_int8``, which needs a model made by ``nnslim deploy``.
     """
     if request.runtime in (None, "torch"):
-        return plane_filter(model, qp, request.tile, request.overlap)
+        return plane_filter(model, qp, request.tile_for("torch"), request.overlap)
     if request.runtime == "onnxruntime_int8":
         raise NnslimError(f"make the int8 model first (nnslim deploy {request.model} --out X.onnx), then filter X.onnx")
     with tempfile.TemporaryDirectory(prefix="nnslim-filter-") as scratch:
         session = runtime.onnx_session(runtime.export_onnx(model, Path(scratch) / "filter.onnx"))
-    return runner_filter(runtime.onnx_runner(session, qp), request.tile, request.overlap)
+    return runner_filter(runtime.onnx_runner(session, qp), request.tile_for("onnxruntime"), request.overlap)
 
 
 def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decoded: Sequence) -> tuple[LumaFilter, int]:
@@ -228,7 +232,7 @@ def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decode
         return _in_runtime(model, qp, request), qp
     if request.runtime not in (None, "torch"):
         raise NnslimError("with --update the filter runs as the encoder ran it, in PyTorch: leave --runtime alone")
-    if (request.tile, request.overlap) != (256, 16):
+    if request.tile not in (None, 256) or request.overlap != 16:
         raise NnslimError("with --update the filter runs as the encoder ran it: leave --tile and --overlap alone")
     try:
         coded = update.decode(read_nnsl(request.update), model, update.file_sha256(request.model))
