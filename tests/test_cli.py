@@ -423,6 +423,7 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
         "Compression steps",
         "Evaluation: compressed in this run",
         "Evaluation: the shipped slim filter",
+        "Deployment: int8 in ONNX Runtime",
         "Content adaptation: switch and update, bits counted",
         "Visual comparison",
     )
@@ -432,6 +433,9 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
     assert page.count("data:image/png;base64,") >= 4
     evaluation = json.loads((out / "evaluate.json").read_text())
     assert evaluation["size"]["compressed_bytes"] == (out / "slim.nnsl").stat().st_size
+    int8 = json.loads((out / "evaluate_int8.json").read_text())
+    assert int8["size"]["compressed_bytes"] == (out / "slim_int8.onnx").stat().st_size
+    assert int8["runtime"]["runtime"] == "onnxruntime_int8" and int8["runtime"]["speedup_vs_torch_fp32"] > 0
     adapted = json.loads((out / "adapt.json").read_text())
     assert [p["sequence"] for p in adapted["per_sequence"]] == ["Tiny"] and (out / "adapt" / "Tiny_qp37.nnsu").is_file()
 

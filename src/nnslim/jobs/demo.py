@@ -16,6 +16,7 @@ from typing import Any
 from nnslim import assets
 from nnslim.adapt.encoder import AdaptConfig
 from nnslim.bitstream.pack import PackConfig, unpack
+from nnslim.deploy.quantize import DeployConfig
 from nnslim.errors import NnslimError
 from nnslim.evaluate.demo import ADAPT_SEQUENCE, MODES, DemoMode, build_report, crop_panels
 from nnslim.evaluate.measure import EvaluateConfig
@@ -23,6 +24,7 @@ from nnslim.io import atomic_write_json, require_writable_dir
 from nnslim.jobs.adapt import AdaptRequest, adapt
 from nnslim.jobs.common import QUIET, Progress, encode_cache, record
 from nnslim.jobs.compress import CompressRequest, compress
+from nnslim.jobs.deploy import DeployRequest, deploy
 from nnslim.jobs.evaluate import EvaluateRequest, evaluate_file
 from nnslim.jobs.pack import PackRequest, UnpackRequest, pack_file, unpack_file
 from nnslim.jobs.video import CodecsRequest, SequencesRequest, codecs, sequences
@@ -138,6 +140,13 @@ def demo(request: DemoRequest, progress: Progress = QUIET) -> DemoResult:
         _step(heading, out / "evaluate_shipped.json", lambda: evaluate_file(evaluating(shipped), progress), progress)
     else:
         progress.note(f"no shipped slim filter at {shipped}; the report shows this run's only")
+    deploying = DeployRequest(
+        out / "slim.nnsl", out / "slim_int8.onnx", seqs, DeployConfig(float_fallback=True), frames=mode.frames,
+        trust_factory=trust,
+    )  # fmt: skip
+    _step("deploy the slim filter in int8", out / "deploy.json", lambda: deploy(deploying, progress), progress)
+    int8 = out / "slim_int8.onnx"
+    _step("evaluate the int8 model", out / "evaluate_int8.json", lambda: evaluate_file(evaluating(int8)), progress)
     test_names = splits_for(load_filter(model, trust)[1], seqs, parse_size(DEMO_SIZE)).names("test")
     one = ADAPT_SEQUENCE if ADAPT_SEQUENCE in test_names else test_names[0]
     adapting = AdaptRequest(
