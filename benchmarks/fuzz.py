@@ -1,7 +1,9 @@
-"""Structure-aware fuzzing of `.nnsl` reading: mutants of small valid files with every CRC made right.
+"""Structure-aware fuzzing of `.nnsl` and `.nnsu` reading: mutants of small valid files with every CRC made right.
 
 The base files are small filters packed with each coder (``nnr``, ``huffman``, ``raw``), a slim
-(pruned and low-rank) one whose header carries a layer table, and an in-loop filter. Each case
+(pruned and low-rank) one whose header carries a layer table, an in-loop filter, and two
+content-adaptive updates (``.nnsu``) of the small ``nnr`` filter: multipliers with per-block
+switch flags, and biases without a switch. Each case
 takes one base, decodes its header, and applies one to three mutations: header fields (shapes,
 counts, dtypes, coder names and parameters, architecture arguments, the layer table, the chunk
 table's offsets and lengths), other architecture arguments with the tensor table's shapes made
@@ -10,8 +12,10 @@ extended, bytes flipped, NNR unit headers and Huffman payload headers edited), t
 header or the preamble.
 Then it recomputes every CRC (header, chunks in the table, file), so that mutants reach the parsers.
 
-Every case runs ``inspect`` (``summary``, with and without decoding) and ``unpack`` from Python,
-and a sample (``--cli-every``) also runs ``nnslim inspect`` and ``nnslim unpack`` through
+Every case runs ``inspect`` (``summary``, with and without decoding), ``unpack`` and the update
+reader (``adapt.update.decode`` against the small filter) from Python, and a sample
+(``--cli-every``) also runs ``nnslim inspect``, ``nnslim unpack`` and ``nnslim filter --update``
+(the small filter on a two-frame 128x64 video) through
 ``nnslim.cli.main`` in-process, which must exit 0 or exit 2 with one line naming the file and
 write no output folder on failure. Outcomes: ``ok``, ``refused`` (an NnslimError of one line),
 ``traceback`` (any other exception, or a refusal of several lines), ``timeout`` (the case ran
@@ -31,6 +35,7 @@ import argparse
 import base64
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import multiprocessing
@@ -57,9 +62,13 @@ from nnslim.io import atomic_write_json
 
 OUTCOMES = ("ok", "refused", "traceback", "timeout", "memory", "crash")
 FAILURES = ("traceback", "timeout", "memory", "crash")
-TARGETS = ("inspect", "inspect --decode", "unpack", "cli inspect", "cli unpack")
+TARGETS = ("inspect", "inspect --decode", "unpack", "update", "cli inspect", "cli unpack", "cli filter --update")
 BATCH = 50
 MAX_ATTACHED_BYTES = 64 << 10
+UPDATE_BASE = "postfilter nnr"
+"""The base file the updates are made for."""
+UPDATE_VIDEO = (2, 64, 128)
+"""Frames, height and width of the video the updates are made for."""
 INTS = [0, 1, -1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 64, 255, 256, 1023, 1024, 1025, 1500, 4096, 4097]
 INTS += [15000, 65535, 65536, 2**20, 3_000_000, 2**26, 64 * 2**20, 64 * 2**20 + 1, 2**31, 2**32, 2**63, 10**30]
 STRINGS = ["", "float32", "float16", "int64", "int32", "object", "raw", "nnr", "huffman", "zip", "postfilter"]
@@ -73,9 +82,11 @@ NEST = "@@nest@@"
 
 
 def base_files() -> dict[str, bytes]:
-    """Small valid files: every coder, a slim filter with a layer table, and an in-loop filter."""
+    """Small valid files: every coder, a slim filter with a layer table, an in-loop filter and two updates."""
+    import numpy as np
     from torch import nn
 
+    from nnslim.adapt import params, update
     from nnslim.bitstream.pack import PackConfig, pack
     from nnslim.models import layers
     from nnslim.models.filters import ArchSpec, build
@@ -91,6 +102,15 @@ def base_files() -> dict[str, bytes]:
     files["slim huffman"] = pack(model, slim, PackConfig("huffman", bits=3))
     inloop = ArchSpec("inloop", {"channels": 8, "blocks": 1})
     files["inloop nnr"] = pack(build(inloop), {"arch": inloop.to_dict(), "layers": {}}, PackConfig("nnr"))
+    base, sha = build(spec), hashlib.sha256(files[UPDATE_BASE]).hexdigest()
+    frames, height, width = UPDATE_VIDEO
+    values = np.random.default_rng(0).normal(0, 0.05, params.size(base, "multipliers")).astype(np.float32)
+    flags = np.array([[[True, False]], [[False, True]]])
+    made = update.Update(sha, "Tiny", "x265", 37, "multipliers", values, -24, 64, flags, width, height, frames)
+    files["update multipliers blocks"] = update.encode(made)
+    biases = values[: params.size(base, "biases")]
+    made = update.Update(sha, "Tiny", "x265", 37, "biases", biases, -16, None, None, width, height, frames)
+    files["update biases"] = update.encode(made)
     return files
 
 
@@ -439,21 +459,47 @@ def _cli(argv: list[str], path: Path, out: Path | None) -> tuple[str, str]:
     return "refused", ""
 
 
-def run_case(data: bytes, with_cli: bool, folder: Path) -> dict[str, tuple[str, str]]:
-    """Outcome and detail per target of one mutant file."""
+Setting = tuple[Any, str, Path, Path]
+"""What updates are read against: the base filter, its file's SHA-256, that file, and a decoded video."""
+
+
+def update_setting(bases: dict[str, bytes], folder: Path) -> Setting:
+    """The ``Setting`` of the updates, with its base filter and video written to ``folder``."""
+    import numpy as np
+
+    from nnslim.bitstream.pack import unpack
+
+    base_file, video = folder / "base.nnsl", folder / "decoded.yuv"
+    base_file.write_bytes(bases[UPDATE_BASE])
+    frames, height, width = UPDATE_VIDEO
+    planes = np.random.default_rng(0).integers(0, 256, frames * height * width * 3 // 2, dtype=np.uint8)
+    video.write_bytes(planes.tobytes())
+    return unpack(bases[UPDATE_BASE])[0], hashlib.sha256(bases[UPDATE_BASE]).hexdigest(), base_file, video
+
+
+def run_case(data: bytes, with_cli: bool, folder: Path, setting: Setting) -> dict[str, tuple[str, str]]:
+    """Outcome and detail per target of one mutant file (``setting``: ``update_setting``'s)."""
+    from nnslim.adapt.update import decode
     from nnslim.bitstream.pack import summary, unpack
 
+    base, sha, base_file, video = setting
     results = {
         "inspect": _call(lambda: summary(data)),
         "inspect --decode": _call(lambda: summary(data, decode=True)),
         "unpack": _call(lambda: unpack(data)),
+        "update": _call(lambda: decode(data, base, sha)),
     }
     if with_cli:
-        path, out = folder / "case.nnsl", folder / "out"
+        path, out, filtered = folder / "case.nnsl", folder / "out", folder / "filtered.yuv"
         path.write_bytes(data)
         results["cli inspect"] = _cli(["inspect", str(path)], path, None)
         results["cli unpack"] = _cli(["unpack", str(path), "--out", str(out)], path, out)
         shutil.rmtree(out, ignore_errors=True)
+        size = f"{UPDATE_VIDEO[2]}x{UPDATE_VIDEO[1]}"
+        argv = ["filter", str(base_file), "--update", str(path), "--input", str(video), "--size", size,
+                "--qp", "37", "--out", str(filtered)]  # fmt: skip
+        results["cli filter --update"] = _cli(argv, path, filtered)
+        filtered.unlink(missing_ok=True)
     return results
 
 
@@ -469,6 +515,7 @@ def _worker(conn: Connection, bases: dict[str, bytes], seed: int, memory_mib: in
 
     assert cli.main and pack.unpack  # imported before the first case's clock starts
     with tempfile.TemporaryDirectory(prefix="nnsl-fuzz-") as tmp:
+        setting = update_setting(bases, Path(tmp))
         conn.send(("ready",))
         while (batch := conn.recv()) is not None:
             for case in batch:
@@ -478,7 +525,7 @@ def _worker(conn: Connection, bases: dict[str, bytes], seed: int, memory_mib: in
                 except Exception:  # a bug of this fuzzer, reported as a failure rather than a dead worker
                     results = {"fuzzer": ("traceback", traceback.format_exc(limit=-8))}
                 else:
-                    results = run_case(data, cli_every > 0 and case % cli_every == 0, Path(tmp))
+                    results = run_case(data, cli_every > 0 and case % cli_every == 0, Path(tmp), setting)
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
                 conn.send(("done", case, results, time.perf_counter() - start, rss))
 

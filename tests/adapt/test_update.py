@@ -72,3 +72,11 @@ def test_a_truncated_update_is_refused() -> None:
     data = update.encode(_update())
     with pytest.raises(BitstreamError, match="truncated"):
         update.decode(data[:-9], tiny_filter(), SHA)
+
+
+@pytest.mark.parametrize("key", update.FIELDS)
+def test_an_update_missing_a_field_is_refused_by_name(key: str) -> None:
+    container = read(update.encode(_update()))
+    description = {k: v for k, v in container.model.items() if k != key}
+    with pytest.raises(BitstreamError, match=f"no {key} in its description"):
+        update.decode(write(replace(container, model=description)), tiny_filter(), SHA)

@@ -54,6 +54,9 @@ SWITCH_MODES = ("on", "off", "blocks")
 """How a switch is sent: every block on, every block off, or one flag per block."""
 MODE_BYTES = 1
 """Bytes a codec sends for the switch's mode."""
+FIELDS = ("base_sha256", "sequence", "codec", "qp", "mode", "values", "nnr_qp", "block", "width", "height", "frames",
+          "switch")  # fmt: skip
+"""The fields every update's description holds (``nnr_qp``, ``block`` and ``switch`` may be null)."""
 
 
 def file_sha256(path: Path) -> str:
@@ -163,6 +166,9 @@ def _description(description: dict[str, Any]) -> dict[str, Any]:
     if description.get("format") != FORMAT:
         raise BitstreamError("not an update file (an .nnsl filter? give it as the filter, not as --update)")
     _int(description, "version", VERSION, VERSION)
+    missing = [key for key in FIELDS if key not in description]
+    if missing:
+        raise BitstreamError(f"update: no {', '.join(missing)} in its description")
     for key in ("base_sha256", "sequence", "codec"):
         if not isinstance(description.get(key), str) or len(description[key]) > 256:
             raise BitstreamError(f"update: {key} must be a short string")

@@ -239,8 +239,11 @@ def _luma(request: FilterRequest, model: nn.Module, meta: dict[str, Any], decode
     except NnslimError as exc:
         raise NnslimError(f"{request.update}: {exc}") from None
     if request.qp is not None and request.qp != coded.qp:
-        raise NnslimError(f"{request.update} was made for QP {coded.qp}, not {request.qp}")
-    encoder.check_frames(coded, decoded.frames, decoded.width, decoded.height)
+        raise NnslimError(f"{request.update}: it was made for QP {coded.qp}, not {request.qp}")
+    try:
+        encoder.check_frames(coded, decoded.frames, decoded.width, decoded.height)
+    except NnslimError as exc:
+        raise NnslimError(f"{request.update}: {exc}") from None
     return encoder.update_filter(model, coded), coded.qp
 
 
