@@ -16,7 +16,8 @@ as the MAC count). Prints the table and writes benchmarks/results/speed.json.
 Each filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
 calibrated on the original's training sequences, its loss bounded on validation within
 ``--max-loss`` against the original, nodes kept float where needed) and timed in ONNX Runtime
-(``onnxruntime_int8``) on its own tiling (a whole frame, ``--int8-tile``).
+(``onnxruntime_int8``) on its own tiling (a whole frame, ``--int8-tile``), and on the float
+runtimes' tiles too (``onnxruntime_int8_on_tiles``), so that the tiling's share is seen.
 The original's int8 row is the peer: ONNX Runtime's ``quantize_static`` alone, calibrated the
 same way, no budget. For each slim filter, ``speedup_vs_torch_fp32`` maps every runtime to the
 original in PyTorch over the slim filter in it, and ``loss_db_test`` is its int8 model's Y-PSNR
@@ -173,6 +174,7 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
         rows.append(row)
         runners |= {f"{i}|torch": torch_run, f"{i}|onnxruntime": onnx_run}
         runners[f"{i}|onnxruntime_int8"] = onnx_runner(onnx_session(int8, args.threads))
+        runners[f"{i}|onnxruntime_int8_on_tiles"] = runners[f"{i}|onnxruntime_int8"]
     say(f"timing {len(runners)} filter and runtime pairs in turns, {args.repetitions} frames each")
     tiles = {name: args.int8_tile for name in runners if name.endswith("|onnxruntime_int8")}
     timing = interleaved_frames(
