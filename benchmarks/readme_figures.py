@@ -143,6 +143,30 @@ def adapt_training() -> str:
     return f"{min(seconds):.0f} to {max(seconds):.0f} s"
 
 
+DEPLOY_HEADER = (
+    "| int8 file | bytes | nodes kept float | validation loss (dB) | evaluate: test loss (dB) | "
+    "int8 ms per 1080p frame | speedup over the original in PyTorch | BD-rate |\n|---|---|---|---|---|---|---|---|"
+)
+
+
+def deploy_rows() -> str:
+    """The shipped slim filters deployed in int8: ``nnslim deploy``'s JSON and ``nnslim evaluate``'s on the .onnx."""
+    lines = [DEPLOY_HEADER]
+    for name in SHIPPED:
+        deployed, evaluation = _read(f"deploy_{name}.bbc.json"), _read(f"evaluate_{name}.bbc.int8.json")
+        runtime, mean = evaluation["runtime"], evaluation["performance"]["reconstructed"]["mean"]
+        kept = deployed["float_nodes"]
+        cells = [
+            f"`models/{name}.bbc.int8.onnx`", f"{deployed['bytes']:,}",
+            f"{len(kept)} ({sum(n['why'] == 'loss' for n in kept)} for the budget)",
+            f"{deployed['loss_db_validation']:+.3f}", f"{evaluation['performance']['loss_db']:+.3f}",
+            f"{runtime['reconstructed']['onnxruntime_int8_ms']:,.0f}", f"{runtime['speedup_vs_torch_fp32']:.2f}x",
+            _pct(mean["bd_rate"]),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def demo_time() -> str:
     """The main job's wall time on this project's reference machine."""
     seconds = _read("demo.json")["seconds"]
@@ -153,7 +177,7 @@ def figures() -> list[str]:
     """Every figure the README must hold verbatim."""
     return [
         HEADER, *(shipped_row(name) for name in SHIPPED), speed_line(), av1_psnr_range(), demo_time(),
-        adapt_rows(), adapt_choice(), adapt_training(),
+        adapt_rows(), adapt_choice(), adapt_training(), deploy_rows(),
     ]  # fmt: skip
 
 
