@@ -41,7 +41,7 @@ def test_the_switch_alone_never_loses_against_the_codec() -> None:
 
 def test_per_qp_updates_are_trained_on_each_qps_frames_alone() -> None:
     base, pairs = tiny_filter(), [tiny_pair(qp=27, seed=1), tiny_pair(qp=37, seed=2)]
-    config = AdaptConfig(steps=5, batch=2, patch=32, threads=1)
+    config = AdaptConfig(per_qp=False, steps=5, batch=2, patch=32, threads=1)
     shared = encoder.train_updates(base, ARCH, pairs, config)
     assert shared[27] is shared[37]
     own = encoder.train_updates(base, ARCH, pairs, AdaptConfig(per_qp=True, steps=5, batch=2, patch=32, threads=1))
