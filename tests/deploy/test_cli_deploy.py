@@ -21,6 +21,15 @@ def _saved_filter(tmp_path: Path) -> Path:
     return path
 
 
+def _deployed(tmp_path: Path) -> tuple[Path, Path, Path, list[str]]:
+    """A sequence folder, the tiny QP filter, its int8 model (``nnslim deploy``) and the data flags that made it."""
+    folder = make_folder_with_validation(tmp_path)
+    model, int8 = _saved_filter(tmp_path), tmp_path / "int8.onnx"
+    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    assert main(["deploy", str(model), "--out", str(int8), "--max-loss", "5", "--calibration-tiles", "4", *data]) == 0
+    return folder, model, int8, data
+
+
 def _fails_with(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
     capsys.readouterr()
     assert main(argv) == 2
@@ -69,10 +78,7 @@ def test_a_users_filter_without_int8_operators_deploys_only_when_trusted_and_wit
 def test_filter_runs_a_filter_in_each_runtime_and_an_int8_model_only_as_what_it_is(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = make_folder_with_validation(tmp_path)
-    model, int8 = _saved_filter(tmp_path), tmp_path / "int8.onnx"
-    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
-    assert main(["deploy", str(model), "--out", str(int8), "--max-loss", "5", "--calibration-tiles", "4", *data]) == 0
+    folder, model, int8, _ = _deployed(tmp_path)
     video = next(folder.glob("Tiny_*.yuv"))
     psnr = {}
     for name, argv in {
@@ -102,10 +108,7 @@ def test_filter_runs_a_filter_in_each_runtime_and_an_int8_model_only_as_what_it_
 def test_evaluate_measures_an_int8_model_in_its_own_runtime_against_the_original(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = make_folder_with_validation(tmp_path)
-    model, int8 = _saved_filter(tmp_path), tmp_path / "int8.onnx"
-    data = ["--sequences", str(folder), "--cache", str(tmp_path / "cache"), "--threads", "1"]
-    assert main(["deploy", str(model), "--out", str(int8), "--max-loss", "5", "--calibration-tiles", "4", *data]) == 0
+    _, model, int8, data = _deployed(tmp_path)
     argv = ["evaluate", str(model), str(int8), *data, "--frames", "2", "--repetitions", "1"]
     result = tmp_path / "evaluate.json"
     assert main([*argv, "--runtime", "onnxruntime_int8", "--json", str(result)]) == 0
