@@ -9,12 +9,14 @@ import torch
 from torch import nn
 
 from nnslim.errors import NnslimError
+from nnslim.evaluate import runtime
 from nnslim.evaluate.runtime import (
     export_onnx,
     interleaved_ms,
     onnx_max_difference,
     onnx_ms_per_frame,
     onnx_runner,
+    onnx_runtime_of,
     onnx_session,
     torch_ms_per_frame,
     torch_speedup,
@@ -178,3 +180,14 @@ def test_truncated_and_missing_onnx_files(tmp_path: Path) -> None:
         onnx_max_difference(_small("postfilter"), truncated)
     with pytest.raises(NnslimError, match="no such ONNX file"):
         onnx_session(tmp_path / "missing.onnx")
+
+
+def test_an_onnx_file_is_checked_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = export_onnx(_small("postfilter"), tmp_path / "good.onnx")
+    assert onnx_runtime_of(good) == "onnxruntime"
+    with pytest.raises(NnslimError, match="no such ONNX file"):
+        onnx_runtime_of(tmp_path / "missing.onnx")
+    monkeypatch.setattr(runtime, "MAX_ONNX_BYTES", good.stat().st_size - 1)
+    for read in (onnx_runtime_of, onnx_session):
+        with pytest.raises(NnslimError, match="over the limit"):
+            read(good)

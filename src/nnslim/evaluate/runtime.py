@@ -39,6 +39,8 @@ DEFAULT_TILES = {"torch": 256, "onnxruntime": 256, "onnxruntime_int8": WHOLE_FRA
 ONNX Runtime's float32 activations in the CPU caches, while ONNX Runtime's int8 kernels run a whole 1080p
 frame about 4x faster than 256-pixel tiles. A filter whose receptive field fits in the overlap gives the same
 samples at any tile side."""
+MAX_ONNX_BYTES = 1 << 30
+"""The largest ONNX filter file read (a filter is kilobytes to megabytes; this bounds a hostile one)."""
 INPUT = "luma"
 QP_INPUT = "qp"
 OUTPUT = "restored"
@@ -141,12 +143,21 @@ def check_runtime(runtime: str) -> str:
     return runtime
 
 
+def _check_file(path: Path) -> None:
+    """Refuse a missing ONNX file, or one over ``MAX_ONNX_BYTES``, before anything reads it."""
+    if not path.is_file():
+        raise NnslimError(f"{path}: no such ONNX file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise NnslimError(f"{path}: over the limit of {MAX_ONNX_BYTES >> 20} MiB for an ONNX filter")
+
+
 def onnx_runtime_of(path: Path) -> str:
     """The runtime an ONNX file is made for: ``onnxruntime_int8`` when it holds quantize nodes (QDQ form).
 
     Raises:
-        NnslimError: A file ONNX cannot read.
+        NnslimError: A missing file, one over ``MAX_ONNX_BYTES``, or one ONNX cannot read.
     """
+    _check_file(Path(path))
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:  # onnx's parse errors share no base class below Exception
@@ -170,12 +181,11 @@ def onnx_session(path: Path, threads: int | None = None) -> ort.InferenceSession
         The inference session.
 
     Raises:
-        NnslimError: A missing file, a file ONNX Runtime cannot load, or a graph that is not a
+        NnslimError: A missing or oversized file, a file ONNX Runtime cannot load, or a graph that is not a
             filter (one or two inputs, one output).
     """
     path = Path(path)
-    if not path.is_file():
-        raise NnslimError(f"{path}: no such ONNX file")
+    _check_file(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = _threads(threads)
     options.inter_op_num_threads = 1
@@ -218,7 +228,7 @@ def onnx_max_difference(model: nn.Module, path: Path, height: int = 64, width: i
         max |torch - onnxruntime| over every output sample.
 
     Raises:
-        NnslimError: A missing or corrupt ONNX file, or outputs of different shapes.
+        NnslimError: A missing, oversized or corrupt ONNX file, or outputs of different shapes.
     """
     session = onnx_session(path)
     luma, qp = _frames(2, height, width)
