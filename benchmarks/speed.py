@@ -136,9 +136,11 @@ def loss_db_test(original: nn.Module, int8: Path, pairs: list[LumaPairs], thread
     return fp32 - mean_psnr_y(lambda qp: onnx_runner(session, qp), pairs, 1)
 
 
-def describe(path: Path, args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], Any, Any]:
-    """One filter's size and complexity, and its PyTorch and ONNX Runtime frame runners."""
-    model, meta, size = load(path, args.trust_factory)
+def describe(
+    path: Path, loaded: tuple[nn.Module, dict[str, Any], int], args: argparse.Namespace, scratch: Path
+) -> tuple[dict[str, Any], Any, Any]:
+    """One filter's size and complexity (``load``'s), and its PyTorch and ONNX Runtime frame runners."""
+    model, meta, size = loaded
     onnx_path = export_onnx(model, scratch / f"{path.name}.onnx")
     row = {
         "file": str(path),
@@ -157,13 +159,14 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
     """Every filter's figures, its frames timed in turns with every other's in every runtime."""
     rows: list[dict[str, Any]] = []
     runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-    original, meta, _ = load(paths[0], args.trust_factory)
+    loaded = [load(path, args.trust_factory) for path in paths]
+    original, meta, _ = loaded[0]
     splits = splits_for(meta, args.sequences, (416, 240), args.frames, cache=args.cache)
     test = splits.pairs("test", say)
     for i, path in enumerate(paths):
-        say(f"{path.name}: loading, exporting to ONNX and deploying in int8")
-        row, torch_run, onnx_run = describe(path, args, scratch)
-        model = load(path, args.trust_factory)[0]
+        say(f"{path.name}: exporting to ONNX and deploying in int8")
+        row, torch_run, onnx_run = describe(path, loaded[i], args, scratch)
+        model = loaded[i][0]
         int8 = deploy_int8(model, splits, math.inf if i == 0 else args.max_loss, original, args, scratch)
         say(f"{path.name}: int8 loss on test")
         row |= {

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
+from nnslim.models.filters import ArchSpec, build
 from nnslim.video.content import CameraMove, Recipe, render, write_manifest
 from nnslim.video.yuv import Sequence, jvet_name, write_yuv
 
@@ -16,6 +19,17 @@ def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store = tmp_path / "store.sqlite"
     monkeypatch.setenv("NNSLIM_STORE", str(store))
     return store
+
+
+def random_filter(arch: ArchSpec, seed: int, std: float) -> nn.Module:
+    """A filter of ``arch`` in eval mode whose every parameter is drawn from N(0, std), seeded (its output layer not
+    zero, so that it filters)."""
+    torch.manual_seed(seed)
+    model = build(arch)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, std)
+    return model.eval()
 
 
 def make_sequence(folder: Path, name: str = "Tiny", frames: int = 8, split: str = "test") -> Sequence:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from nnslim.models.data import LumaPairs
-from nnslim.models.filters import ArchSpec, build
+from nnslim.models.filters import ArchSpec
+from tests.conftest import random_filter
 
 ARCH = ArchSpec("postfilter", {"channels": 8, "layers": 3, "qp_input": True})
 
 
 def tiny_filter(seed: int = 0) -> nn.Module:
     """A randomly initialised tiny post-filter that takes the QP (its output layer not zero, so it filters)."""
-    torch.manual_seed(seed)
-    model = build(ARCH)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
+    return random_filter(ARCH, seed, 0.05)
 
 
 def tiny_pair(qp: int = 37, frames: int = 4, seed: int = 0) -> LumaPairs:

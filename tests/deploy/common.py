@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from nnslim.models.data import LumaPairs
-from nnslim.models.filters import ArchSpec, build
+from nnslim.models.filters import ArchSpec
+from tests.conftest import random_filter
 
 ARCH = ArchSpec("postfilter", {"channels": 8, "layers": 3})
 QP_ARCH = ArchSpec("postfilter", {"channels": 8, "layers": 3, "qp_input": True})
@@ -16,12 +16,7 @@ QP_ARCH = ArchSpec("postfilter", {"channels": 8, "layers": 3, "qp_input": True})
 def tiny_filter(arch: ArchSpec = ARCH, seed: int = 1) -> nn.Module:
     """A tiny filter with small random weights (its output layer not zero, so that it filters): close to the
     identity, so that what int8 adds is a clear loss (about 0.4 dB on ``tiny_pair`` frames)."""
-    torch.manual_seed(seed)
-    model = build(arch)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.01)
-    return model.eval()
+    return random_filter(arch, seed, 0.01)
 
 
 def tiny_pair(name: str, qp: int = 37, seed: int = 0, frames: int = 3) -> LumaPairs:
