@@ -7,14 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from nnslim.cli.common import Subparsers, add_json, add_trust, console, spinner
-from nnslim.deploy.quantize import DeployConfig
+from nnslim.deploy.qat import QatConfig
+from nnslim.deploy.quantize import CALIBRATIONS, DeployConfig
 from nnslim.jobs import deploy
 
 
 def cmd_deploy(args: argparse.Namespace) -> dict[str, Any]:
     config = DeployConfig(
         max_loss_db=args.max_loss, float_fallback=args.float_fallback, calibration_tiles=args.calibration_tiles,
-        frame_step=args.frame_step, threads=args.threads,
+        frame_step=args.frame_step, threads=args.threads, calibration=args.calibration,
+        qat=QatConfig(steps=args.qat_steps, lr=args.qat_lr),
     )  # fmt: skip
     request = deploy.DeployRequest(
         args.model, args.out, args.sequences, config, args.frames, args.cache, args.trust_factory, args.against
@@ -48,6 +50,19 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--calibration-tiles", type=int, default=DeployConfig.calibration_tiles, help="training tiles to calibrate on"
     )
+    p.add_argument(
+        "--calibration",
+        choices=sorted(CALIBRATIONS),
+        default=DeployConfig.calibration,
+        help="activation ranges from the extremes or from the 0.001-99.999 percentiles",
+    )
+    p.add_argument(
+        "--qat-steps",
+        type=int,
+        default=QatConfig.steps,
+        help="fine-tune with int8 rounding for N steps on the training split first (none by default)",
+    )
+    p.add_argument("--qat-lr", type=float, default=QatConfig.lr, help="learning rate of that fine-tuning")
     p.add_argument("--frames", type=int, help="first N frames of each validation sequence (all by default)")
     p.add_argument(
         "--frame-step", type=int, default=DeployConfig.frame_step, help="every Nth of those frames measures the loss"

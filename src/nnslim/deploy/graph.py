@@ -10,6 +10,7 @@ from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
+from nnslim.deploy.rewrite import global_pool, split_prelu
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import INPUT, export_onnx
 
@@ -24,11 +25,13 @@ SHOWN = 2
 
 
 def prepare(model: nn.Module, folder: Path) -> Path:
-    """Export a filter to ONNX and run ONNX Runtime's pre-processing for quantization on it.
+    """Export a filter to ONNX, run ONNX Runtime's pre-processing for quantization on it, and rewrite it for int8.
 
     The pre-processing folds constants, fuses what ONNX Runtime fuses and infers shapes. Its
     symbolic shape inference is skipped: it gives up on the in-loop filter's PixelUnshuffle
     (a 6-D reshape with dynamic height and width), and ONNX's own shape inference is enough here.
+    Then ``rewrite.split_prelu`` and ``rewrite.global_pool`` turn PReLUs and spatial means into
+    operations with int8 kernels; both are exact, so the float model computes the same.
 
     Args:
         model: The filter.
@@ -46,6 +49,10 @@ def prepare(model: nn.Module, folder: Path) -> Path:
         quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
     except Exception as exc:  # onnxruntime's errors share no base class below Exception
         raise NnslimError(f"ONNX Runtime cannot prepare {type(model).__name__} for quantization: {exc}") from None
+    rewritten, _ = split_prelu(onnx.load(prepared))
+    rewritten, _ = global_pool(rewritten)
+    del rewritten.graph.value_info[:]  # shapes changed; inferred again from the rewritten graph
+    onnx.save(onnx.shape_inference.infer_shapes(rewritten), prepared)
     return prepared
 
 

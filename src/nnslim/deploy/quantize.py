@@ -19,12 +19,13 @@ from typing import Any
 
 import onnx
 import torch
-from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 from torch import nn
 
 from nnslim.deploy.calibration import Feed, FeedReader, tile_feeds
 from nnslim.deploy.graph import INT8_OPS, describe, image_nodes, prepare, unsupported_nodes
 from nnslim.deploy.loss import mean_psnr_y, output_sqnr, outputs
+from nnslim.deploy.qat import QatConfig, quantization_aware
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import onnx_runner, onnx_session
 from nnslim.models.apply import torch_runner
@@ -49,6 +50,10 @@ class DeployConfig:
         frame_step: Every this many validation frames measure the loss.
         seed: Seed of the tile draws.
         threads: ONNX Runtime's intra-op threads (every core when None).
+        calibration: How activation ranges are set from the calibration tiles: ``minmax`` (the
+            extremes) or ``percentile`` (the 0.001st and 99.999th percentiles, so that a few outliers
+            do not coarsen every other value's step).
+        qat: Quantization-aware fine-tuning before export (none by default).
     """
 
     max_loss_db: float = 0.05
@@ -59,6 +64,11 @@ class DeployConfig:
     frame_step: int = 16
     seed: int = 0
     threads: int | None = None
+    calibration: str = "percentile"
+    qat: QatConfig = field(default_factory=QatConfig)
+
+
+CALIBRATIONS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
 
 
 @dataclass(frozen=True)
@@ -122,12 +132,14 @@ class Quantizer:
         folder: Scratch folder; ONNX Runtime's calibration cache is ``calibration.json`` there.
         calibration: The calibration feeds.
         threads: ONNX Runtime's intra-op threads for the sessions it opens.
+        method: ``DeployConfig.calibration``.
     """
 
     prepared: Path
     folder: Path
     calibration: Sequence[Feed]
     threads: int | None = None
+    method: str = "percentile"
 
     def quantize(self, keep_float: Sequence[str], out: Path) -> Path:
         """Write the int8 QDQ model with the named nodes kept float to ``out``.
@@ -145,6 +157,7 @@ class Quantizer:
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=list(keep_float),
+                calibrate_method=CALIBRATIONS[self.method],
                 calibration_cache_path=self.folder / "calibration.json",
             )
         except Exception as exc:  # onnxruntime's errors share no base class below Exception
@@ -211,6 +224,10 @@ def _refuse_bad_settings(config: DeployConfig) -> None:
         raise NnslimError(f"frame step must be at least 1, not {config.frame_step}")
     if min(config.calibration_tiles, config.ranking_tiles, config.tile) < 1:
         raise NnslimError("tile counts and the tile side must be at least 1")
+    if config.calibration not in CALIBRATIONS:
+        raise NnslimError(f"calibration must be one of {', '.join(CALIBRATIONS)}, not {config.calibration!r}")
+    if config.qat.steps < 0 or not config.qat.lr > 0:
+        raise NnslimError("fine-tuning steps must be 0 or more and its learning rate above 0")
 
 
 def _quiet(_: str) -> None:
@@ -291,7 +308,9 @@ def deploy_model(
             ``config.float_fallback``; the message names the nodes.
     """
     _refuse_bad_settings(config)
-    model = copy.deepcopy(model).cpu().eval()
+    if config.qat.steps:
+        status(f"fine-tuning with int8 rounding for {config.qat.steps} steps on the training split")
+    model = quantization_aware(model, calibration, config.qat)
     with tempfile.TemporaryDirectory(prefix="nnslim-deploy-") as scratch:
         folder = Path(scratch)
         status("exporting to ONNX")
@@ -308,7 +327,8 @@ def deploy_model(
         with torch.inference_mode():
             measured = copy.deepcopy(against).cpu().eval() if against is not None else model
             reference = mean_psnr_y(lambda qp: torch_runner(measured, qp), validation, config.frame_step)
-        check = Check(Quantizer(prepared, folder, feeds, config.threads), validation, reference, config.frame_step)
+        quantizer = Quantizer(prepared, folder, feeds, config.threads, config.calibration)
+        check = Check(quantizer, validation, reference, config.frame_step)
         status(f"calibrating on {len(feeds)} training tiles; measuring int8 on validation")
         first = check.trial(tuple(FloatNode(n.name, n.op_type, "no int8 operator") for n in unsupported))
         candidates = [n for n in image_nodes(graph) if n.op_type in INT8_OPS]
