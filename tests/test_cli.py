@@ -301,7 +301,7 @@ def test_a_margin_that_eats_the_patch_is_one_line(
     _fails_with(capsys, [*argv, "--out", str(tmp_path / "m.pt")], "--margin 16 leaves nothing of a 32-pixel patch")
 
 
-def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> None:
+def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     folder = make_folder_with_validation(tmp_path)
     model = tmp_path / "tiny.pt"
     common = ["--sequences", str(folder), "--cache", str(tmp_path / "cache")]
@@ -321,6 +321,7 @@ def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path) -> No
     assert slim["layers"]["body.0"]["out_channels"] < 16
     assert slim["compression"]["onnx"]["max_difference"] < 1e-4
     assert [s["kind"] for s in json.loads((out / "steps.json").read_text())["steps"]] == ["original", "iterate"]
+    _fails_with(capsys, [*argv, *common, "--objective", "speed"], "speed objective decides by timing each step")
 
 
 def test_pack_with_rate_control_then_inspect_and_unpack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

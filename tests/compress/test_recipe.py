@@ -36,6 +36,14 @@ def test_a_recipe_round_trips_through_its_dictionary() -> None:
     assert recipes.from_dict(recipes.FULL.to_dict()) == recipes.FULL
 
 
+def test_a_recipe_names_its_objective_and_runtime(tmp_path: Path) -> None:
+    path = tmp_path / "fast.toml"
+    path.write_text('objective = "speed"\nruntime = "onnxruntime_int8"\n[[stage]]\nkind = "iterate"\n')
+    loaded = recipes.load(str(path))
+    assert (loaded.objective, loaded.runtime) == ("speed", "onnxruntime_int8")
+    assert (recipes.BBC.objective, recipes.BBC.runtime) == ("size", "torch")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -44,6 +52,7 @@ def test_a_recipe_round_trips_through_its_dictionary() -> None:
         ('name = "empty"\n', "at least one"),
         ('[[stage]]\nkind = "iterate"\nranking = "best"\n', "ranking must be"),
         ("[[stage]\n", "not a TOML recipe"),
+        ('objective = "beauty"\n[[stage]]\nkind = "iterate"\n', "objective is one of size, speed"),
     ],
 )
 def test_bad_recipes_are_refused(tmp_path: Path, text: str, message: str) -> None:

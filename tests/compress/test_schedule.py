@@ -1,5 +1,5 @@
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -7,14 +7,16 @@ import pytest
 import torch
 
 from nnslim.compress import recipe as recipes
+from nnslim.compress.context import Speed
 from nnslim.compress.schedule import Context, Run, is_identity
 from nnslim.compress.sparsity import MAX_LAYER_SPARSITY, prunable_weights
 from nnslim.compress.stages import HANDLERS, Progress, StepOutcome, handler_for
 from nnslim.compress.stages.common import apply_sparsity, output_layers
 from nnslim.errors import NnslimError
-from nnslim.evaluate.runtime import torch_ms_per_frame
+from nnslim.evaluate.runtime import interleaved_frames
+from nnslim.models.apply import torch_runner
 from nnslim.models.data import LumaPairs
-from nnslim.models.filters import ArchSpec, build, parameter_count
+from nnslim.models.filters import ArchSpec, build, kmac_per_pixel, parameter_count
 from nnslim.models.train import TrainConfig, load_filter, save_filter
 from tests.compress.user_filter import SMALL_ARCHS, USER
 
@@ -235,18 +237,67 @@ def test_an_unknown_stage_type_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
     assert (steps[-1]["kind"], steps[-1]["factor"], steps[-1]["outcome"]) == ("scale", 1.0, "kept")
 
 
-def test_a_timer_times_every_step(tmp_path: Path) -> None:
+def _timed_on_small_frames(calls: list[int]) -> Speed:
+    """Real PyTorch timing, in turns, on 64x64 frames (``calls`` counts the models timed per call)."""
+
+    def frames(models: Sequence[torch.nn.Module]) -> list[float]:
+        calls.append(len(models))
+        runners = {str(i): torch_runner(m.eval(), 37) for i, m in enumerate(models)}
+        timing = interleaved_frames(runners, width=64, height=64, threads=1)
+        return [timing[str(i)]["median_ms"] for i in range(len(models))]
+
+    return Speed("torch", frames, lambda layers, shape: [1.0] * len(layers))
+
+
+def test_each_step_is_timed_in_turns_with_the_model_before_it(tmp_path: Path) -> None:
     original, ctx = _setup(tmp_path, "postfilter")
-    timed: list[float] = []
-
-    def timer(model: torch.nn.Module) -> float:
-        timed.append(torch_ms_per_frame(model, width=64, height=64, repetitions=1)["median_ms"])
-        return timed[-1]
-
-    ctx = dataclasses.replace(ctx, timer=timer)
+    calls: list[int] = []
+    ctx = dataclasses.replace(ctx, speed=_timed_on_small_frames(calls))
     recipe = recipes.Recipe("p", (recipes.Prune(finetune=EXACT),))
+    logged: list[str] = []
+    _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
+    assert calls == [1, 2]  # the original alone, then the step with the model before it
+    assert steps[0]["ms_before"] is None and steps[1]["ms_before"] > 0 and steps[1]["ms_per_1080p"] > 0
+    assert "ms per 1080p frame (step before:" in logged[-1] and "torch)" in logged[-1]
+
+
+def _by_macs(layer_faster: bool) -> Speed:
+    """A cost model, not a clock, so that the rule is tested deterministically: a filter's time is its kMAC per
+    pixel, and a low-rank pair is faster than its kernel only if ``layer_faster``."""
+    return Speed(
+        "torch",
+        lambda models: [kmac_per_pixel(m) for m in models],
+        lambda layers, shape: [1.0, 0.5 if layer_faster else 2.0][: len(layers)],
+    )
+
+
+def test_under_the_speed_objective_a_step_that_is_not_faster_is_dropped(tmp_path: Path) -> None:
+    original, ctx = _setup(tmp_path, "postfilter")
+    recipe = recipes.Recipe("p", (recipes.Prune(finetune=EXACT), _tiny(recipes.BBC).stages[0]), objective="speed")
+    logged: list[str] = []
+    ctx = dataclasses.replace(ctx, speed=_by_macs(True), objective="speed")
+    model, steps, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
+    prune = next(s for s in steps if s["kind"] == "prune")
+    assert prune["within_budget"] and prune["outcome"] == "dropped"  # sparsity alone saves no MACs
+    assert any("not faster in torch (objective speed): stage dropped" in line for line in logged)
+    assert next(s["outcome"] for s in steps if s["kind"] == "iterate") == "kept"  # removing channels does
+    assert kmac_per_pixel(model) < steps[0]["kmac_per_pixel"]
+    size_ctx = dataclasses.replace(ctx, objective="size")
+    _, steps, _ = Run(original, dataclasses.replace(recipe, objective="size"), size_ctx, tmp_path / "size", print).run()
+    assert next(s for s in steps if s["kind"] == "prune")["outcome"] == "kept"
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_under_the_speed_objective_a_kernel_is_split_only_where_the_pair_is_faster(
+    tmp_path: Path, faster: bool
+) -> None:
+    original, ctx = _setup(tmp_path, "postfilter")
+    ctx = dataclasses.replace(ctx, speed=_by_macs(faster), objective="speed")
+    recipe = recipes.Recipe("l", (recipes.LowRank(energy=0.5, finetune=EXACT),), objective="speed")
     _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
-    assert [s["ms_per_1080p"] for s in steps] == timed and len(timed) == 2
+    timed = steps[1]["layer_ms"]
+    assert timed and all(t["split"] == faster for t in timed.values())
+    assert (steps[1]["parameters"] < steps[0]["parameters"]) == faster
 
 
 def _zero_started_user_filter(tmp_path: Path) -> tuple[Path, Context]:

@@ -19,7 +19,6 @@ from nnslim.evaluate.runtime import (
     onnx_runtime_of,
     onnx_session,
     torch_ms_per_frame,
-    torch_speedup,
 )
 from nnslim.models import layers
 from nnslim.models.apply import run_tiles, torch_runner
@@ -130,14 +129,6 @@ def test_interleaved_timing_alternates_the_calls_after_a_warm_up() -> None:
         assert t["min_ms"] == min(t["runs_ms"]) <= t["median_ms"] <= max(t["runs_ms"])
     with pytest.raises(NnslimError, match="repetitions"):
         interleaved_ms({"a": lambda: None}, repetitions=0)
-
-
-def test_speedup_times_both_filters_in_one_process() -> None:
-    threads = torch.get_num_threads()
-    result = torch_speedup(_small("inloop-qp"), _small("vrcnn"), repetitions=5, threads=1, width=32, height=16)
-    assert torch.get_num_threads() == threads
-    assert result["threads"] == 1 and result["repetitions"] == 5
-    assert result["speedup"] == result["original"]["median_ms"] / result["candidate"]["median_ms"]
 
 
 def test_torch_and_onnx_timings_on_a_tiny_frame(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 from rich.table import Table
 
 from nnslim.cli.common import Subparsers, add_json, add_trust, bar, cell, console, int_list, spinner
+from nnslim.compress.recipe import OBJECTIVES
+from nnslim.evaluate.runtime import RUNTIMES
 from nnslim.jobs import compress, sweep
 
 
@@ -16,7 +18,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     request = compress.CompressRequest(
         args.model, args.out, args.recipe, args.max_loss, args.sequences, args.codec,
         int_list(args.qp) if args.qp else (), args.max_size, not args.no_timing, args.threads, args.cache,
-        args.store, args.trust_factory,
+        args.store, args.trust_factory, args.objective, args.runtime,
     )  # fmt: skip
     with spinner("compressing") as progress:
         result = compress.compress(request, progress)
@@ -26,7 +28,8 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
         timing = result.summary["speed"]
         speed = (
             f"{timing['speedup']:.2f}x {'faster' if timing['speedup'] >= 1 else 'slower'} per 1080p frame "
-            f"(median of {timing['repetitions']} interleaved runs, {timing['threads']} threads), "
+            f"in {timing['runtime']} (median of {timing['repetitions']} interleaved runs, "
+            f"{timing['threads']} threads), "
         )
     console.print(
         f"slim filter: {last['parameters']:,} parameters ({1 - last['parameters'] / first['parameters']:.1%} fewer), "
@@ -97,6 +100,15 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--no-timing", action="store_true", help="skip the 1080p frame timing at each step")
     p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="size: keep every step within the budget; speed: also drop a step that is not faster (the recipe's own "
+        "by default, else size)",
+    )
+    p.add_argument(
+        "--runtime", choices=RUNTIMES, help="where speed is measured (the recipe's own by default, else torch)"
+    )
     add_trust(p)
     add_json(p)
     p.set_defaults(func=cmd_compress)

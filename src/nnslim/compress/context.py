@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import nn
@@ -11,7 +11,21 @@ from nnslim.models.data import LumaPairs
 from nnslim.models.train import TrainConfig
 
 Log = Callable[[str], None]
-Timer = Callable[[nn.Module], float]
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How fast models run in one runtime: medians of interleaved runs after a warm-up, the thread count fixed.
+
+    Attributes:
+        runtime: The runtime timed (``torch``, ``onnxruntime`` or ``onnxruntime_int8``).
+        frames: Milliseconds per 1920x1080 frame of each filter given, timed in turns.
+        layers: Milliseconds per call of each layer given on an input of the given shape, timed in turns.
+    """
+
+    runtime: str
+    frames: Callable[[Sequence[nn.Module]], list[float]]
+    layers: Callable[[Sequence[nn.Module], tuple[int, int, int, int]], list[float]]
 
 
 @dataclass(frozen=True)
@@ -24,7 +38,8 @@ class Context:
         test: Test-split pairs, reported at each step.
         base: The filter's training settings (architecture, codec, QPs, seed, threads).
         max_loss: Y-PSNR loss budget in dB against the uncompressed filter, on validation.
-        timer: Milliseconds per 1920x1080 frame of a model, measured at each step; None: not timed.
+        speed: Times each step against the model it would replace; None: not timed.
+        objective: The recipe's objective (``Recipe.objective``), for the stages that act on it.
         status: Told what is being done, for a progress display.
     """
 
@@ -33,7 +48,8 @@ class Context:
     test: list[LumaPairs]
     base: TrainConfig
     max_loss: float
-    timer: Timer | None = None
+    speed: Speed | None = None
+    objective: str = "size"
     status: Callable[[str], None] | None = None
 
     def say(self, text: str) -> None:

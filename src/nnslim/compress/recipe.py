@@ -4,9 +4,12 @@ A recipe is a sequence of stages; each stage is a frozen dataclass whose ``gentl
 milder settings a run retries with when the stage overshoots the loss budget (None: it cannot be
 made gentler, and the stage is dropped). In TOML, a recipe is a
 list of ``[[stage]]`` tables, each with ``kind`` (``iterate``, ``prune``, ``lowrank``,
-``quantize``) and that stage's fields; nested settings are sub-tables::
+``quantize``) and that stage's fields; nested settings are sub-tables. ``objective`` and
+``runtime`` (optional) say what the run optimises (``Recipe``)::
 
     name = "mine"
+    objective = "speed"
+    runtime = "onnxruntime_int8"
     [[stage]]
     kind = "iterate"
     rounds = 4
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from nnslim.errors import NnslimError
+
+OBJECTIVES = ("size", "speed")
 
 
 @dataclass(frozen=True)
@@ -162,13 +167,29 @@ KINDS: dict[str, type[Stage]] = {"iterate": Iterate, "prune": Prune, "lowrank": 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named sequence of stages."""
+    """A named sequence of stages, and what a run of it optimises.
+
+    Attributes:
+        name: The recipe's name.
+        stages: Its stages, in order.
+        objective: ``size``: keep every step within the loss budget. ``speed``: also drop a step
+            that is not faster than the model before it in ``runtime``, and split a kernel into a
+            low-rank pair only where ``runtime`` runs the pair faster.
+        runtime: Where speed is measured: ``torch``, ``onnxruntime`` or ``onnxruntime_int8``.
+    """
 
     name: str
     stages: tuple[Stage, ...]
+    objective: str = "size"
+    runtime: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise NnslimError(f"a recipe's objective is one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "stage": [{"kind": kind_of(s), **dataclasses.asdict(s)} for s in self.stages]}
+        stages = [{"kind": kind_of(s), **dataclasses.asdict(s)} for s in self.stages]
+        return {"name": self.name, "objective": self.objective, "runtime": self.runtime, "stage": stages}
 
 
 def kind_of(stage: Stage) -> str:
@@ -215,7 +236,8 @@ def from_dict(data: dict[str, Any]) -> Recipe:
         stages.append(_make(KINDS[kind], raw, f"stage {i + 1} ({kind})"))
     if not stages:
         raise NnslimError("a recipe needs at least one [[stage]]")
-    return Recipe(str(data.get("name", "custom")), tuple(stages))
+    objective, runtime = str(data.get("objective", "size")), str(data.get("runtime", "torch"))
+    return Recipe(str(data.get("name", "custom")), tuple(stages), objective, runtime)
 
 
 BBC = Recipe("bbc", (Iterate(),))

@@ -7,9 +7,10 @@ sequences, which are held out of the train split; the test split is only reporte
 
 One rule holds for every stage: a step whose validation loss against the original exceeds the
 budget is retried with the stage's ``gentler`` settings, at most ``ATTEMPTS`` times in all, and
-then dropped (the model before it is kept). Each step's row says which: ``outcome`` is ``kept``,
-``retried`` or ``dropped``, ``attempt`` counts from 1. A dropped round of a multi-round stage
-(``iterate``) ends that stage.
+then dropped (the model before it is kept). Under the recipe objective ``speed``, a step within
+the budget that is not faster than the model before it (timed in turns with it) is dropped too.
+Each step's row says which: ``outcome`` is ``kept``, ``retried`` or ``dropped``, ``attempt``
+counts from 1. A dropped round of a multi-round stage (``iterate``) ends that stage.
 """
 
 from __future__ import annotations
@@ -48,11 +49,23 @@ def is_identity(model: nn.Module, ctx: Context) -> bool:
         return bool((model(*inputs) - inputs[0]).abs().max() == 0)
 
 
-def measure(model: nn.Module, ctx: Context) -> dict[str, Any]:
-    """Size, complexity, quality and speed of one model, and whether it collapsed to the identity."""
+def measure(model: nn.Module, ctx: Context, before: nn.Module | None = None) -> dict[str, Any]:
+    """Size, complexity, quality and speed of one model, and whether it collapsed to the identity.
+
+    With ``ctx.speed``, the model is timed in turns with ``before`` (the model it would replace),
+    and ``ms_before`` is that model's time in the same measurement.
+    """
     ctx.say("measuring")
     val = validate(model, ctx.validation)
     test = validate(model, ctx.test) if ctx.test else {}
+    ms: float | None = None
+    ms_before: float | None = None
+    if ctx.speed:
+        ctx.say(f"timing in {ctx.speed.runtime}")
+        if before is None:
+            (ms,) = ctx.speed.frames([model])
+        else:
+            ms_before, ms = ctx.speed.frames([before, model])
     return {
         "identity": is_identity(model, ctx),
         "parameters": parameter_count(model),
@@ -60,7 +73,8 @@ def measure(model: nn.Module, ctx: Context) -> dict[str, Any]:
         "validation_psnr_y": val["psnr_y_filtered"],
         "test_psnr_y": test.get("psnr_y_filtered", float("nan")),
         "test_gain_db": test.get("gain_db", float("nan")),
-        "ms_per_1080p": ctx.timer(model) if ctx.timer else None,
+        "ms_per_1080p": ms,
+        "ms_before": ms_before,
     }
 
 
@@ -82,6 +96,20 @@ def _changes(stage: Stage, settings: Stage) -> dict[str, Any]:
 
 def _describe(changes: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in changes.items())
+
+
+def _timing(row: dict[str, Any], ctx: Context) -> str:
+    """``, 812 ms per 1080p frame (step before: 1,003 ms; torch, 2 threads)``, or nothing when not timed."""
+    if row["ms_per_1080p"] is None or ctx.speed is None:
+        return ""
+    before = f"step before: {row['ms_before']:,.0f} ms; " if row.get("ms_before") is not None else ""
+    return f", {row['ms_per_1080p']:,.0f} ms per 1080p frame ({before}{ctx.speed.runtime})"
+
+
+def _slower(row: dict[str, Any], ctx: Context) -> bool:
+    """Under the ``speed`` objective, whether a step is not faster than the model it would replace."""
+    timed = row["ms_per_1080p"] is not None and row.get("ms_before") is not None
+    return ctx.objective == "speed" and timed and row["ms_per_1080p"] >= row["ms_before"]
 
 
 def _merge_codebooks(settings: dict[str, dict[str, Any]], tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -112,7 +140,8 @@ class Run:
     def _measure(self, model: nn.Module, stage: int, round_index: int, attempt: int) -> dict[str, Any]:
         """A step's row, measured: its place, its figures and its loss against the original."""
         row: dict[str, Any] = {"stage": stage, "kind": kind_of(self.recipe.stages[stage]) if stage >= 0 else "original"}
-        row |= {"round": round_index, "attempt": attempt, **measure(model, self.ctx)}
+        before = self.model if self.steps else None
+        row |= {"round": round_index, "attempt": attempt, **measure(model, self.ctx, before)}
         row["loss_db"] = self.steps[0]["validation_psnr_y"] - row["validation_psnr_y"] if self.steps else 0.0
         row["within_budget"] = row["loss_db"] <= self.ctx.max_loss
         return row
@@ -132,7 +161,7 @@ class Run:
         self.log(
             f"step {index} ({row['kind']}{where}): {row['parameters']:,} parameters, "
             f"{row['kmac_per_pixel']:.1f} kMAC/px, validation loss {row['loss_db']:+.3f} dB"
-            + (f", {row['ms_per_1080p']:.0f} ms per 1080p frame" if row["ms_per_1080p"] is not None else "")
+            + _timing(row, self.ctx)
             + ("; the filter has collapsed to the identity (it no longer changes its input)" if row["identity"] else "")
             + (f"; {note}" if note else "")
         )
@@ -189,6 +218,12 @@ class Run:
             if outcome.quantization is not None:
                 row["quantization"] = outcome.quantization
             rounds = round_index > 0 or not outcome.last
+            if row["within_budget"] and _slower(row, self.ctx):
+                assert self.ctx.speed is not None  # _slower said so
+                dropped = "round dropped, ending the stage" if rounds else "stage dropped"
+                note = f"not faster in {self.ctx.speed.runtime} (objective speed): {dropped}; keeping step {self.kept}"
+                self._commit(row | {"outcome": "dropped", "done": True, "kept": self.kept}, outcome.model, note, rounds)
+                return
             if row["within_budget"]:
                 self.model, self.kept = outcome.model, len(self.steps)
                 kept = row | {"outcome": "kept", "done": outcome.last, "kept": self.kept}

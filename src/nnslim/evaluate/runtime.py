@@ -312,28 +312,6 @@ def interleaved_frames(
     return {"threads": count, "repetitions": repetitions, **timing}
 
 
-def torch_speedup(
-    original: nn.Module,
-    candidate: nn.Module,
-    repetitions: int = 5,
-    threads: int | None = None,
-    width: int = 1920,
-    height: int = 1080,
-) -> dict[str, Any]:
-    """Original and candidate filters timed in turns on one frame in PyTorch (``interleaved_frames``).
-
-    Returns:
-        ``interleaved_frames``' dict with ``original`` and ``candidate``, and ``speedup``
-        (the original's median over the candidate's).
-    """
-    runners = {
-        name: torch_runner(copy.deepcopy(model).cpu().eval(), int(EXAMPLE_QP))
-        for name, model in (("original", original), ("candidate", candidate))
-    }
-    timing = interleaved_frames(runners, width, height, repetitions, threads)
-    return {**timing, "speedup": timing["original"]["median_ms"] / timing["candidate"]["median_ms"]}
-
-
 def _frame(run: TileRunner, plane: np.ndarray, tile: int, overlap: int) -> Callable[[], object]:
     """One frame through ``run`` as `nnslim filter` tiles it."""
     return lambda: run_tiles(run, plane, tile, overlap)

@@ -12,9 +12,10 @@ from torch import nn
 from nnslim.compress import recipe as recipes
 from nnslim.compress.context import Context
 from nnslim.compress.schedule import Run
+from nnslim.deploy.speed import frame_timing, speed_in
 from nnslim.errors import NnslimError
 from nnslim.evaluate.plots import plot_pruning_steps
-from nnslim.evaluate.runtime import export_onnx, onnx_max_difference, torch_ms_per_frame, torch_speedup
+from nnslim.evaluate.runtime import check_runtime, export_onnx, onnx_max_difference
 from nnslim.io import atomic_write_json, require_writable_dir
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache, record
 from nnslim.models import train
@@ -37,7 +38,9 @@ class CompressRequest:
         codec: Codec (the filter's own when None).
         qps: QPs (the filter's own when empty).
         max_size: Test sequences up to WxH are reported at each step.
-        timing: Time a 1080p frame at each step and the final speedup.
+        timing: Time a 1080p frame at each step (in turns with the step before) and the final speedup.
+        objective: ``size`` or ``speed`` (``Recipe.objective``); the recipe's own when None.
+        runtime: Where speed is measured (``Recipe.runtime``); the recipe's own when None.
         threads: CPU threads (every core when None).
         cache: Encode cache.
         store: Results store.
@@ -57,6 +60,8 @@ class CompressRequest:
     cache: Path | None = None
     store: Path | None = None
     trust_factory: str | None = None
+    objective: str | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,6 @@ class CompressResult:
         return {**self.summary, "run_id": self.run_id}
 
 
-def frame_ms(model: nn.Module) -> float:
-    """Milliseconds per 1920x1080 frame in PyTorch (one timed frame after a warm-up)."""
-    return float(torch_ms_per_frame(model, repetitions=1)["median_ms"])
-
-
 def compress_pairs(
     original: Path,
     recipe: recipes.Recipe,
@@ -115,6 +115,10 @@ def compress(request: CompressRequest, progress: Progress = QUIET) -> CompressRe
             export that does not match PyTorch.
     """
     chosen = recipes.load(request.recipe)
+    runtime = check_runtime(request.runtime or chosen.runtime)
+    chosen = dataclasses.replace(chosen, objective=request.objective or chosen.objective, runtime=runtime)
+    if chosen.objective == "speed" and not request.timing:
+        raise NnslimError("the speed objective decides by timing each step; it cannot run without timing")
     original, meta = train.load_filter(request.model, request.trust_factory)
     base = train.TrainConfig.from_dict(meta["training"])
     codec = request.codec or base.codec
@@ -129,9 +133,10 @@ def compress(request: CompressRequest, progress: Progress = QUIET) -> CompressRe
     progress.status("encoding the sequences")
     pairs = {split: splits.pairs(split, progress.status) for split in ("train", "validation", "test")}
     config = dataclasses.replace(base, codec=codec, qps=qps, threads=request.threads)
+    speed = speed_in(chosen.runtime, pairs["train"], request.threads) if request.timing else None
     ctx = Context(
-        pairs["train"], pairs["validation"], pairs["test"], config, request.max_loss,
-        frame_ms if request.timing else None, progress.status,
+        pairs["train"], pairs["validation"], pairs["test"], config, request.max_loss, speed, chosen.objective,
+        progress.status,
     )  # fmt: skip
     model, steps, quantization = compress_pairs(request.model, chosen, ctx, out, progress, request.trust_factory)
     slim_index = steps[-1]["kept"]
@@ -151,8 +156,10 @@ def compress(request: CompressRequest, progress: Progress = QUIET) -> CompressRe
     if summary["onnx"]["max_difference"] > ONNX_TOLERANCE:
         raise NnslimError(f"ONNX Runtime's output differs from PyTorch's by {summary['onnx']['max_difference']:.2e}")
     if request.timing:
-        progress.status("timing the original and the slim filter in turns")
-        summary["speed"] = torch_speedup(original, model, threads=request.threads)
+        progress.status(f"timing the original and the slim filter in turns in {chosen.runtime}")
+        pair = {"original": original, "candidate": model}
+        timing = frame_timing(pair, chosen.runtime, pairs["train"], request.threads)
+        summary["speed"] = {**timing, "speedup": timing["original"]["median_ms"] / timing["candidate"]["median_ms"]}
     train.save_filter(model, out / "slim.pt", {**meta, "compression": summary})
     atomic_write_json(out / "steps.json", {"settings": summary, "steps": steps})
     params = {"model": str(request.model), "out": str(out), "recipe": chosen.name}
