@@ -5,6 +5,8 @@ import onnx
 import pytest
 from torch import nn
 
+from nnslim.compress import constraints
+from nnslim.compress.quantize import quantize_uniform
 from nnslim.deploy.quantize import DeployConfig, Deployment, deploy_model
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import onnx_session
@@ -88,3 +90,16 @@ def test_bad_settings_are_refused() -> None:
         _deploy(tiny_filter(), max_loss_db=-0.1)
     with pytest.raises(NnslimError, match="frame step"):
         _deploy(tiny_filter(), frame_step=0)
+
+
+def test_weights_trained_on_compress_8_bit_grid_keep_their_scales_and_values_in_int8() -> None:
+    model = tiny_filter()
+    tables = quantize_uniform(model, bits=8, per_channel=True)
+    constraints.finalize(model)
+    graph = onnx.load_from_string(_deploy(model).chosen.data).graph
+    weights = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    for name, table in tables.items():
+        scale = weights[f"{name}.weight_scale"]
+        np.testing.assert_allclose(scale, table["scale"], rtol=1e-6)  # the scales learned in compress, as they are
+        restored = weights[f"{name}.weight_quantized"].astype(np.float32) * scale.reshape(-1, 1, 1, 1)
+        np.testing.assert_allclose(restored, model.get_submodule(name).weight.detach().numpy(), atol=1e-7)
