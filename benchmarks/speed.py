@@ -13,13 +13,15 @@ as the MAC count). Prints the table and writes benchmarks/results/speed.json.
 
     .venv/bin/python benchmarks/speed.py [--original models/postfilter_x265_qp37.pt] [--slim FILE.pt ...]
 
-Each filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
+Each slim filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
 calibrated on the original's training sequences, its loss bounded on validation within
-``--max-loss`` against the original, nodes kept float where needed) and timed in ONNX Runtime
+``--max-loss`` against the original, nodes kept float where needed, ``--qat-steps`` of
+quantization-aware fine-tuning first) and timed in ONNX Runtime
 (``onnxruntime_int8``) on its own tiling (a whole frame, ``--int8-tile``), and on the float
 runtimes' tiles too (``onnxruntime_int8_on_tiles``), so that the tiling's share is seen.
-The original's int8 row is the peer: ONNX Runtime's ``quantize_static`` alone, calibrated the
-same way, no budget. For each slim filter, ``speedup_vs_torch_fp32`` maps every runtime to the
+The original's int8 row is the peer, what a user would do without nnslim: ONNX Runtime's
+pre-processing and ``quantize_static`` with its default (min-max) calibration, on the same
+training tiles, no budget and no graph rewrite. For each slim filter, ``speedup_vs_torch_fp32`` maps every runtime to the
 original in PyTorch over the slim filter in it, and ``loss_db_test`` is its int8 model's Y-PSNR
 loss against the original fp32 filter on the test split (first ``--frames`` frames of each
 sequence up to 416x240, at the filter's QPs). ``reference`` times one 64-to-64 3x3
@@ -32,12 +34,10 @@ Run it on an otherwise idle machine: times are wall-clock, and all cores are use
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,17 @@ import onnx
 import onnxruntime
 import torch
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
 from nnslim.bitstream.pack import unpack
-from nnslim.deploy.calibration import FeedReader
+from nnslim.deploy.calibration import FeedReader, tile_feeds
 from nnslim.deploy.loss import mean_psnr_y
+from nnslim.deploy.qat import QatConfig
 from nnslim.deploy.quantize import DeployConfig, deploy_model
+from nnslim.deploy.speed import layer_speeds
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
     DEFAULT_TILES,
@@ -61,7 +64,6 @@ from nnslim.evaluate.runtime import (
     RUNTIMES,
     export_onnx,
     interleaved_frames,
-    interleaved_ms,
     onnx_max_difference,
     onnx_runner,
     onnx_session,
@@ -69,7 +71,7 @@ from nnslim.evaluate.runtime import (
 from nnslim.io import atomic_write_json, require_writable_file
 from nnslim.models.apply import torch_runner
 from nnslim.models.data import LumaPairs
-from nnslim.models.filters import kmac_per_pixel, parameter_count
+from nnslim.models.filters import kmac_per_pixel, parameter_count, takes_qp
 from nnslim.models.splits import Splits, splits_for
 from nnslim.models.train import load_filter
 
@@ -118,15 +120,28 @@ def load(path: Path, trusted_factory: str | None) -> tuple[nn.Module, dict[str, 
     return model, meta, path.stat().st_size
 
 
-def deploy_int8(
-    model: nn.Module, splits: Splits, budget: float, against: nn.Module, args: argparse.Namespace, scratch: Path
-) -> Path:
-    """A filter as an int8 model in ONNX Runtime (``deploy_model``, loss against the original), under ``scratch``."""
-    config = DeployConfig(max_loss_db=budget, float_fallback=True, threads=args.threads)
+def deploy_int8(model: nn.Module, splits: Splits, against: nn.Module, args: argparse.Namespace, scratch: Path) -> Path:
+    """A slim filter as an int8 model in ONNX Runtime (``deploy_model``, loss against the original), in ``scratch``."""
+    config = DeployConfig(
+        max_loss_db=args.max_loss, float_fallback=True, threads=args.threads, qat=QatConfig(steps=args.qat_steps)
+    )
     deployment = deploy_model(model, splits.pairs("train"), splits.pairs("validation"), config, against=against)
     path = scratch / f"int8_{len(list(scratch.glob('int8_*')))}.onnx"
     path.write_bytes(deployment.chosen.data)
     return path
+
+
+def peer_int8(model: nn.Module, splits: Splits, scratch: Path) -> Path:
+    """The original as a user would quantize it without nnslim: ONNX Runtime's pre-processing and
+    ``quantize_static`` with its defaults (min-max), QDQ, per-channel, on the same calibration tiles."""
+    exported = export_onnx(model, scratch / "peer_float.onnx")
+    prepared, int8 = scratch / "peer_prepared.onnx", scratch / "peer_int8.onnx"
+    quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+    config = DeployConfig()
+    feeds = tile_feeds(splits.pairs("train"), config.calibration_tiles, config.tile, config.seed, takes_qp(model))
+    quantize_static(str(prepared), str(int8), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+    return int8
 
 
 def loss_db_test(original: nn.Module, int8: Path, pairs: list[LumaPairs], threads: int | None) -> float:
@@ -167,7 +182,7 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
         say(f"{path.name}: exporting to ONNX and deploying in int8")
         row, torch_run, onnx_run = describe(path, loaded[i], args, scratch)
         model = loaded[i][0]
-        int8 = deploy_int8(model, splits, math.inf if i == 0 else args.max_loss, original, args, scratch)
+        int8 = peer_int8(model, splits, scratch) if i == 0 else deploy_int8(model, splits, original, args, scratch)
         say(f"{path.name}: int8 loss on test")
         row |= {
             "int8_onnx_bytes": int8.stat().st_size,
@@ -208,34 +223,14 @@ def speedup_vs_torch_fp32(original: dict[str, Any], row: dict[str, Any]) -> dict
     return {runtime: original["torch"]["median_ms"] / row[runtime]["median_ms"] for runtime in RUNTIMES}
 
 
-def _run(session: onnxruntime.InferenceSession, data: Any) -> Callable[[], object]:
-    return lambda: session.run(None, {"x": data})
-
-
-def reference_gmacs(args: argparse.Namespace, scratch: Path) -> dict[str, float]:
-    """GMAC per second of one 64-to-64 3x3 convolution on a 960x540 input, in each runtime."""
+def reference_gmacs(args: argparse.Namespace) -> dict[str, float]:
+    """GMAC per second of one 64-to-64 3x3 convolution on a 960x540 input, in each runtime (``layer_speeds``)."""
     conv = nn.Conv2d(64, 64, 3, padding=1).eval()
-    example = torch.rand(1, 64, 540, 960)
-    fp32, int8 = scratch / "conv.onnx", scratch / "conv_int8.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as export_onnx uses it
-        torch.onnx.export(conv, (example,), str(fp32), input_names=["x"], output_names=["y"], dynamo=False)
-    feeds = [{"x": torch.rand(1, 64, 540, 960).numpy()} for _ in range(2)]
-    quantize_static(str(fp32), str(int8), FeedReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
-    sessions = {"onnxruntime": onnx_session(fp32, args.threads), "onnxruntime_int8": onnx_session(int8, args.threads)}
-    data = example.numpy()
-    calls: dict[str, Callable[[], object]] = {name: _run(session, data) for name, session in sessions.items()}
-    previous = torch.get_num_threads()
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    try:
-        with torch.inference_mode():
-            calls["torch"] = lambda: conv(example)
-            timing = interleaved_ms(calls, args.repetitions)
-    finally:
-        torch.set_num_threads(previous)
     gmac = 64 * 64 * 9 * 540 * 960 / 1e9
-    return {name: gmac / (timing[name]["median_ms"] / 1000) for name in RUNTIMES}
+    return {
+        runtime: gmac / (layer_speeds([conv], (1, 64, 540, 960), runtime, args.threads)[0] / 1000)
+        for runtime in RUNTIMES
+    }
 
 
 def gmacs(row: dict[str, Any], width: int, height: int, reference: dict[str, float]) -> dict[str, Any]:
@@ -290,6 +285,7 @@ def run() -> int:
     parser.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="for calibration and loss")
     parser.add_argument("--frames", type=int, default=16, help="first frames of each sequence for the int8 loss")
     parser.add_argument("--max-loss", type=float, default=0.05, help="int8 loss budget (dB) on validation")
+    parser.add_argument("--qat-steps", type=int, default=0, help="deploy's --qat-steps for the slim filters")
     parser.add_argument("--cache", type=Path, help="encode cache")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
     args = parser.parse_args()
@@ -307,7 +303,7 @@ def run() -> int:
         ):
             rows = measure(paths, args, Path(scratch), status.update)
             status.update("timing the reference convolution")
-            reference = reference_gmacs(args, Path(scratch))
+            reference = reference_gmacs(args)
     except NnslimError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1

@@ -173,8 +173,8 @@ class Recipe:
         name: The recipe's name.
         stages: Its stages, in order.
         objective: ``size``: keep every step within the loss budget. ``speed``: also drop a step
-            that is not faster than the model before it in ``runtime``, and split a kernel into a
-            low-rank pair only where ``runtime`` runs the pair faster.
+            that changes the network's shapes and runs slower than the model before it in
+            ``runtime``, and split a kernel into a low-rank pair only where ``runtime`` runs the pair faster.
         runtime: Where speed is measured: ``torch``, ``onnxruntime`` or ``onnxruntime_int8``.
     """
 
