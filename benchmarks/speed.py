@@ -22,8 +22,8 @@ runtimes' tiles too (``onnxruntime_int8_on_tiles``), so that the tiling's share 
 The original's int8 row is the peer, what a user would do without nnslim: ONNX Runtime's
 pre-processing and ``quantize_static`` with its default (min-max) calibration, on the same
 training tiles, no budget and no graph rewrite. For each slim filter, ``speedup_vs_torch_fp32``
-maps every runtime to the original in PyTorch over the slim filter in it, and ``loss_db_test`` is its int8 model's Y-PSNR
-loss against the original fp32 filter on the test split (first ``--frames`` frames of each
+maps every runtime to the original in PyTorch over the slim filter in it, and ``loss_db_test``
+is its int8 model's Y-PSNR loss against the original fp32 filter on the test split (first ``--frames`` frames of each
 sequence up to 416x240, at the filter's QPs). ``reference`` times one 64-to-64 3x3
 convolution on a 960x540 input in each runtime, and each row's ``gmacs`` (GMAC per second of
 its nominal kMAC/pixel over the frame) is given as a share of that.
