@@ -83,6 +83,8 @@ def _split_one(
     relu = onnx.helper.make_node("Relu", [prelu.input[0]], [prelu.output[0]], name=f"{prelu.name}/split")
     graph.node.remove(prelu)
     graph.node.insert(index, relu)
+    if not _consumers(graph, prelu.input[1]):
+        graph.initializer.remove(initializers.pop(prelu.input[1]))
     return True
 
 
