@@ -16,7 +16,8 @@ as the MAC count). Prints the table and writes benchmarks/results/speed.json.
 Each slim filter is also deployed as an int8 QDQ model (``nnslim deploy``'s ``deploy_model``:
 calibrated on the original's training sequences, its loss bounded on validation within
 ``--max-loss`` against the original, nodes kept float where needed, ``--qat-steps`` of
-quantization-aware fine-tuning first) and timed in ONNX Runtime
+quantization-aware fine-tuning first), or taken as ``nnslim deploy`` wrote it (``--int8``, one
+per slim filter), and timed in ONNX Runtime
 (``onnxruntime_int8``) on its own tiling (a whole frame, ``--int8-tile``), and on the float
 runtimes' tiles too (``onnxruntime_int8_on_tiles``), so that the tiling's share is seen.
 The original's int8 row is the peer, what a user would do without nnslim: ONNX Runtime's
@@ -182,13 +183,16 @@ def measure(paths: list[Path], args: argparse.Namespace, scratch: Path, say: Any
         say(f"{path.name}: exporting to ONNX and deploying in int8")
         row, torch_run, onnx_run = describe(path, loaded[i], args, scratch)
         model = loaded[i][0]
-        int8 = peer_int8(model, splits, scratch) if i == 0 else deploy_int8(model, splits, original, args, scratch)
+        if i == 0:
+            int8 = peer_int8(model, splits, scratch)
+        else:
+            int8 = args.int8[i - 1] if args.int8 else deploy_int8(model, splits, original, args, scratch)
         say(f"{path.name}: int8 loss on test")
         row |= {
             "int8_onnx_bytes": int8.stat().st_size,
             "loss_db_test": loss_db_test(original, int8, test, args.threads),
         }
-        row["int8"] = "ONNX Runtime quantize_static alone (the peer)" if i == 0 else "nnslim deploy"
+        row["int8"] = "ONNX Runtime quantize_static alone (the peer)" if i == 0 else f"nnslim deploy ({int8.name})"
         rows.append(row)
         runners |= {f"{i}|torch": torch_run, f"{i}|onnxruntime": onnx_run}
         runners[f"{i}|onnxruntime_int8"] = onnx_runner(onnx_session(int8, args.threads))
@@ -286,11 +290,21 @@ def run() -> int:
     parser.add_argument("--frames", type=int, default=16, help="first frames of each sequence for the int8 loss")
     parser.add_argument("--max-loss", type=float, default=0.05, help="int8 loss budget (dB) on validation")
     parser.add_argument("--qat-steps", type=int, default=0, help="deploy's --qat-steps for the slim filters")
+    parser.add_argument(
+        "--int8",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=[],
+        help="the slim filters' int8 models from nnslim deploy, one per --slim in order, timed instead of deploying",
+    )
     parser.add_argument("--cache", type=Path, help="encode cache")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "speed.json")
     args = parser.parse_args()
     console = Console() if sys.stdout.isatty() else Console(width=160)  # a piped table keeps one row per filter
     try:
+        if args.int8 and len(args.int8) != len(args.slim):
+            raise NnslimError(f"--int8 gives {len(args.int8)} models for {len(args.slim)} slim filters")
         if min(args.width, args.height, args.repetitions, args.tile) < 1 or args.overlap < 0:
             raise NnslimError("--width, --height, --tile and --repetitions must be at least 1, --overlap at least 0")
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ class QatConfig:
 
     Attributes:
         steps: Optimiser steps (none: no fine-tuning).
-        lr: Adam's learning rate, constant.
+        lr: Adam's learning rate at the start, decayed along a cosine to 2% of it (``learning_rate``).
         batch: Patches per step.
         patch: Patch side in luma samples.
         seed: Seeds the patch draws.
@@ -97,7 +97,7 @@ def quantization_aware(
         hooks.append(conv.register_forward_hook(lambda _m, _i, out, r=rounding: r(out)))
     settings = TrainConfig(
         ArchSpec(type(model).__name__), steps=config.steps, batch=config.batch, patch=config.patch, lr=config.lr,
-        warmup=0, final_lr_ratio=1.0, seed=config.seed,
+        warmup=0, seed=config.seed,
     )  # fmt: skip
     finetune(tuned, list(pairs), settings, on_step)
     for hook in hooks:
