@@ -80,11 +80,12 @@ def _split_one(
     for node in after:
         second = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
         _replace(graph, initializers, node.input[1], np.concatenate([second, -second * slope[None, :, None, None]], 1))
+    slope_name = prelu.input[1]
     relu = onnx.helper.make_node("Relu", [prelu.input[0]], [prelu.output[0]], name=f"{prelu.name}/split")
     graph.node.remove(prelu)
     graph.node.insert(index, relu)
-    if not _consumers(graph, prelu.input[1]):
-        graph.initializer.remove(initializers.pop(prelu.input[1]))
+    if not _consumers(graph, slope_name):
+        graph.initializer.remove(initializers.pop(slope_name))
     return True
 
 

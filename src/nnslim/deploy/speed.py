@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from nnslim.compress.context import Speed
@@ -118,7 +119,9 @@ def _layer_call(
         return lambda: layer(x)
     path = _export_layer(layer, x, folder / "layer.onnx")
     if runtime == "onnxruntime_int8":
-        path = _int8(path, folder, [{"x": x.numpy()}], threads, [])
+        prepared = folder / "prepared.onnx"
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)  # as deploy prepares a filter
+        path = _int8(prepared, folder, [{"x": x.numpy()}], threads, [])
     session = onnx_session(path, threads)
     feed = {"x": np.ascontiguousarray(x.numpy())}
     return lambda: session.run(None, feed)
