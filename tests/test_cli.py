@@ -322,6 +322,8 @@ def test_compress_writes_a_slim_filter_steps_plot_and_onnx(tmp_path: Path, capsy
     assert slim["compression"]["onnx"]["max_difference"] < 1e-4
     assert [s["kind"] for s in json.loads((out / "steps.json").read_text())["steps"]] == ["original", "iterate"]
     _fails_with(capsys, [*argv, *common, "--objective", "speed"], "speed objective decides by timing each step")
+    recipe.write_text('runtime = "tpu"\n' + recipe.read_text())
+    _fails_with(capsys, [*argv, *common], "must be one of torch, onnxruntime, onnxruntime_int8, not 'tpu'")
 
 
 def test_pack_with_rate_control_then_inspect_and_unpack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
