@@ -103,3 +103,11 @@ def test_weights_trained_on_compress_8_bit_grid_keep_their_scales_and_values_in_
         np.testing.assert_allclose(scale, table["scale"], rtol=1e-6)  # the scales learned in compress, as they are
         restored = weights[f"{name}.weight_quantized"].astype(np.float32) * scale.reshape(-1, 1, 1, 1)
         np.testing.assert_allclose(restored, model.get_submodule(name).weight.detach().numpy(), atol=1e-7)
+
+
+def test_a_budget_that_even_the_float_model_misses_is_refused_before_any_ranking() -> None:
+    config = DeployConfig(**{**FAST.__dict__, "max_loss_db": 0.0, "float_fallback": True})  # type: ignore[arg-type]
+    statuses: list[str] = []
+    with pytest.raises(NnslimError, match="cannot be met: even with every int8 node kept float the model loses"):
+        deploy_model(tiny_filter(), CALIBRATION, VALIDATION, config, statuses.append, against=tiny_filter(seed=5))
+    assert not any("ranking" in s for s in statuses)

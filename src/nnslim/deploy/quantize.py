@@ -257,16 +257,22 @@ def within_budget(
 
     Raises:
         NnslimError: Over the budget without ``config.float_fallback`` (naming the nodes that lose
-            most), or over it with every candidate float.
+            most), or over it even with every candidate float (found before any ranking).
     """
     trials = [first]
+    if first.loss_db > config.max_loss_db and config.float_fallback:
+        status("measuring the model with every node float, to see whether the budget can be met at all")
+        floor = check.trial((*first.float_nodes, *(FloatNode(n.name, n.op_type, "loss") for n in candidates)))
+        if floor.loss_db > config.max_loss_db:
+            raise NnslimError(
+                f"the {config.max_loss_db} dB budget cannot be met: even with every int8 node kept float the model "
+                f"loses {floor.loss_db:.3f} dB of Y-PSNR on validation"
+            )
     while trials[-1].loss_db > config.max_loss_db:
         kept = trials[-1].float_nodes
         names = [n.name for n in kept]
         remaining = {n.name: n.op_type for n in candidates if n.name not in names}
         loss = trials[-1].loss_db
-        if not remaining:
-            raise NnslimError(f"int8 loses {loss:.3f} dB of Y-PSNR on validation even with every int8 node kept float")
         status(f"int8 loses {loss:.3f} dB; ranking {len(remaining)} nodes on validation tiles")
         ranking = rank_nodes(check.quantizer, list(remaining), names, feeds)
         if not config.float_fallback:
