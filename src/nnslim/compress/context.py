@@ -19,12 +19,13 @@ class Speed:
 
     Attributes:
         runtime: The runtime timed (``torch``, ``onnxruntime`` or ``onnxruntime_int8``).
-        frames: Milliseconds per 1920x1080 frame of each filter given, timed in turns.
+        frames: Milliseconds per 1920x1080 frame of each filter given, timed in turns: its median
+            and its fastest run.
         layers: Milliseconds per call of each layer given on an input of the given shape, timed in turns.
     """
 
     runtime: str
-    frames: Callable[[Sequence[nn.Module]], list[float]]
+    frames: Callable[[Sequence[nn.Module]], list[tuple[float, float]]]
     layers: Callable[[Sequence[nn.Module], tuple[int, int, int, int]], list[float]]
 
 
