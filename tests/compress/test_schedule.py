@@ -301,9 +301,12 @@ def test_under_the_speed_objective_a_kernel_is_split_only_where_the_pair_is_fast
     original, ctx = _setup(tmp_path, "postfilter")
     ctx = dataclasses.replace(ctx, speed=_by_macs(faster), objective="speed")
     recipe = recipes.Recipe("l", (recipes.LowRank(energy=0.5, finetune=EXACT),), objective="speed")
-    _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", print).run()
+    logged: list[str] = []
+    _, steps, _ = Run(original, recipe, ctx, tmp_path / "out", logged.append).run()
     timed = steps[1]["layer_ms"]
     assert timed and all(t["split"] == faster for t in timed.values())
+    split = len(timed) if faster else 0
+    assert f"{split} of {len(timed)} kernels split: those whose low-rank pair ran faster in torch" in logged[-1]
     assert (steps[1]["parameters"] < steps[0]["parameters"]) == faster
 
 

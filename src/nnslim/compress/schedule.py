@@ -163,6 +163,7 @@ class Run:
         index = len(self.steps) - 1
         save_filter(model, self.work / f"step{index:03d}.pt", self.meta)
         self._save()
+        note = "; ".join(part for part in (row.get("note", ""), note) if part)
         where = (f", round {row['round'] + 1}" if rounds else "") + (
             f", attempt {row['attempt']}" if row["attempt"] > 1 else ""
         )
@@ -222,6 +223,8 @@ class Run:
         while True:
             outcome = handler(copy.deepcopy(self.model), settings, Progress(round_index, original_parameters), self.ctx)
             row = self._measure(outcome.model, index, round_index, attempt) | outcome.info
+            if outcome.note:
+                row["note"] = outcome.note
             row["adjusted"] = _changes(stage, settings)
             if outcome.quantization is not None:
                 row["quantization"] = outcome.quantization

@@ -42,12 +42,14 @@ class StepOutcome:
         quantization: Per layer, the quantization settings (``kind``, ``bits``, ...) the step
             registered; the run adds each layer's codebook, read from the saved model.
         last: Whether the stage ends with this step (a multi-round stage sets it at its last round).
+        note: What the step's log line should also say (empty: nothing).
     """
 
     model: nn.Module
     info: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, dict[str, Any]] | None = None
     last: bool = True
+    note: str = ""
 
 
 Handler = Callable[[nn.Module, Any, Progress, Context], StepOutcome]

@@ -88,4 +88,9 @@ def lowrank_step(model: nn.Module, stage: LowRank, progress: Progress, ctx: Cont
     """The low-rank split of ``apply_lowrank`` as one step; under ``speed``, the layer timings are in ``layer_ms``."""
     slim, times = apply_lowrank(model, stage, ctx)
     info: dict[str, Any] = {"sparsity": sparsity.sparsity_of(slim)}
-    return StepOutcome(slim, info | {"layer_ms": times} if times else info)
+    if not times:
+        return StepOutcome(slim, info)
+    split = sum(t["split"] for t in times.values())
+    runtime = ctx.speed.runtime if ctx.speed else ""
+    note = f"{split} of {len(times)} kernels split: those whose low-rank pair ran faster in {runtime}"
+    return StepOutcome(slim, info | {"layer_ms": times}, note=note)
