@@ -7,6 +7,7 @@ from torch import nn
 
 from nnslim.compress import constraints
 from nnslim.compress.quantize import quantize_uniform
+from nnslim.deploy.qat import QatConfig
 from nnslim.deploy.quantize import DeployConfig, Deployment, deploy_model
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import onnx_session
@@ -90,6 +91,10 @@ def test_bad_settings_are_refused() -> None:
         _deploy(tiny_filter(), max_loss_db=-0.1)
     with pytest.raises(NnslimError, match="frame step"):
         _deploy(tiny_filter(), frame_step=0)
+    with pytest.raises(NnslimError, match="calibration must be one of minmax, percentile, not 'entropy'"):
+        _deploy(tiny_filter(), calibration="entropy")
+    with pytest.raises(NnslimError, match="fine-tuning steps must be 0 or more"):
+        _deploy(tiny_filter(), qat=QatConfig(steps=-1))
 
 
 def test_weights_trained_on_compress_8_bit_grid_keep_their_scales_and_values_in_int8() -> None:

@@ -131,15 +131,15 @@ class Quantizer:
         prepared: The float model (``graph.prepare``).
         folder: Scratch folder; ONNX Runtime's calibration cache is ``calibration.json`` there.
         calibration: The calibration feeds.
+        method: How ranges are set from them (``DeployConfig.calibration``).
         threads: ONNX Runtime's intra-op threads for the sessions it opens.
-        method: ``DeployConfig.calibration``.
     """
 
     prepared: Path
     folder: Path
     calibration: Sequence[Feed]
+    method: str
     threads: int | None = None
-    method: str = "percentile"
 
     def quantize(self, keep_float: Sequence[str], out: Path) -> Path:
         """Write the int8 QDQ model with the named nodes kept float to ``out``.
@@ -333,7 +333,7 @@ def deploy_model(
         with torch.inference_mode():
             measured = copy.deepcopy(against).cpu().eval() if against is not None else model
             reference = mean_psnr_y(lambda qp: torch_runner(measured, qp), validation, config.frame_step)
-        quantizer = Quantizer(prepared, folder, feeds, config.threads, config.calibration)
+        quantizer = Quantizer(prepared, folder, feeds, config.calibration, config.threads)
         check = Check(quantizer, validation, reference, config.frame_step)
         status(f"calibrating on {len(feeds)} training tiles; measuring int8 on validation")
         first = check.trial(tuple(FloatNode(n.name, n.op_type, "no int8 operator") for n in unsupported))
