@@ -134,7 +134,11 @@ def adapt_choice() -> str:
     chosen = _read("adapt_validation.json")
     modes = ", ".join(f"{m} {_pct(v['mean']['bd_rate_adapted'])}" for m, v in chosen["modes"].items())
     scale = chosen["lambda_scale"]
-    return f"lambda_scale {scale:.1f}; switch + update on validation: {modes}; chosen: {chosen['chosen']}"
+    base = _pct(next(iter(chosen["modes"].values()))["mean"]["bd_rate_base"])
+    return (
+        f"lambda_scale {scale:.1f}; on validation, the base filter alone {base}; switch + update: {modes}; "
+        f"chosen: {chosen['chosen']}"
+    )
 
 
 def adapt_training() -> str:

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from nnslim.adapt import encoder, update
+from nnslim.adapt import encoder, params, update
 from nnslim.adapt.encoder import AdaptConfig
 from nnslim.models.apply import filter_frames
 from tests.adapt.common import ARCH, tiny_filter, tiny_pair
@@ -28,6 +29,20 @@ def test_the_decoder_makes_the_encoders_output_bit_for_bit_and_the_switch_never_
         - 1.0
     )
     assert encoder.kbps_with(pair, coded.signalled_bytes) > pair.kbps
+
+
+@pytest.mark.parametrize("mode", ["biases", "affine", "last"])
+def test_every_mode_is_decoded_to_the_model_the_encoder_evaluates(mode: str) -> None:
+    base, pair = tiny_filter(), tiny_pair()
+    config = AdaptConfig(mode=mode, steps=5, batch=2, patch=32, threads=1)  # type: ignore[arg-type]
+    raw = encoder.train_update(base, ARCH, [pair], config)
+    assert raw.shape == (params.size(base, config.mode),) and np.abs(raw).max() > 0
+    values = encoder.quantized(raw, -40)[0]
+    frames, height, width = pair.decoded.shape
+    made = update.Update(SHA, pair.name, "x265", pair.qp, config.mode, values, -40, None, None, width, height, frames)
+    decoded = update.decode(update.encode(made), base, SHA)
+    evaluated = filter_frames(params.apply_update(base, config.mode, values), pair.decoded, pair.qp)
+    assert np.array_equal(encoder.apply_decoded(base, decoded, pair.decoded), evaluated)
 
 
 def test_the_switch_alone_never_loses_against_the_codec() -> None:

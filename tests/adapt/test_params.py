@@ -13,7 +13,7 @@ def _run(model: torch.nn.Module) -> torch.Tensor:
         return model(x, torch.full((2,), 37.0))
 
 
-@pytest.mark.parametrize("mode", ["biases", "multipliers", "last"])
+@pytest.mark.parametrize("mode", ["biases", "multipliers", "affine", "last"])
 def test_only_what_the_mode_adapts_can_train_and_the_update_reproduces_the_tuned_filter(mode: str) -> None:
     base = tiny_filter()
     tuned = params.trainable(base, mode)  # type: ignore[arg-type]
@@ -32,6 +32,7 @@ def test_only_what_the_mode_adapts_can_train_and_the_update_reproduces_the_tuned
 def test_the_sizes_of_each_mode() -> None:
     base = tiny_filter()  # convolutions 2->8, 8->8, 8->1
     assert params.size(base, "biases") == params.size(base, "multipliers") == 17
+    assert params.size(base, "affine") == 2 * 17
     assert params.size(base, "last") == 8 * 9 + 1
     assert params.size(base, "none") == 0
 

@@ -38,9 +38,9 @@ class AdaptConfig:
     """How the encoder adapts a filter to a sequence.
 
     The defaults were chosen on the validation sequence by ``benchmarks/adapt_validation.py``:
-    ``lambda_scale`` is x265's own rate-distortion slope there over HM's lambda, and
-    ``multipliers`` trained per QP (200 steps each) gave the best BD-rate of the three modes,
-    each trained per QP or once for all QPs (400 steps).
+    ``lambda_scale`` is x265's own rate-distortion slope there over HM's lambda; ``multipliers``
+    gave the best BD-rate of the four modes, each trained per QP (200 steps each), and then the
+    best of learning rates 5e-3 to 4e-2 was 2e-2.
 
     Attributes:
         mode: What adapts (``params.MODES``).
@@ -64,7 +64,7 @@ class AdaptConfig:
     per_qp: bool = True
     block: int = 64
     steps: int = 200
-    lr: float = 5e-3
+    lr: float = 2e-2
     batch: int = 8
     patch: int = 64
     nnr_qps: tuple[int, ...] = (-32, -24, -16, -12, -8, -4)
