@@ -38,6 +38,9 @@ It is added to the layer's output, which is the same as training the bias itself
 the convolution's backward pass the weight gradient that a trainable bias makes PyTorch compute.
 """
 
+STARTS = {MULTIPLIER: 1.0, SHIFT: 0.0}
+"""What a new multiplier or shift starts from; an update holds its change from that."""
+
 
 def check_mode(mode: str) -> Mode:
     """``mode`` if it is one of ``MODES``.
@@ -123,8 +126,7 @@ def trainable(base: nn.Module, mode: Mode) -> nn.Module:
         module = modules[layer]
         if not hasattr(module, MULTIPLIER) and not hasattr(module, SHIFT):
             module.register_forward_hook(_adapt_output)
-        start = torch.ones(shape) if kind == MULTIPLIER else torch.zeros(shape)
-        module.register_parameter(kind, nn.Parameter(start))
+        module.register_parameter(kind, nn.Parameter(torch.full(shape, STARTS[kind])))
     return model
 
 
@@ -134,9 +136,8 @@ def vector(base: nn.Module, tuned: nn.Module, mode: Mode) -> np.ndarray:
     before = dict(base.named_parameters())
     parts = []
     for name, _ in adapted(base, mode):
-        kind = _split(name)[1]
-        value = now[name].detach()
-        change = value - 1.0 if kind == MULTIPLIER else value if kind == SHIFT else value - before[name].detach()
+        origin = STARTS.get(_split(name)[1])
+        change = now[name].detach() - (before[name].detach() if origin is None else origin)
         parts.append(change.numpy().ravel())
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 

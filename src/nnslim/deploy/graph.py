@@ -24,6 +24,21 @@ SHOWN = 2
 """Node names shown per operator type in a message."""
 
 
+def pre_process(exported: Path, prepared: Path, what: str) -> Path:
+    """ONNX Runtime's pre-processing for quantization of an exported model, written to ``prepared``.
+
+    Symbolic shape inference is skipped (see ``prepare``).
+
+    Raises:
+        NnslimError: The pre-processing fails (``what`` names the model in the message).
+    """
+    try:
+        quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
+    except Exception as exc:  # onnxruntime's errors share no base class below Exception
+        raise NnslimError(f"ONNX Runtime cannot prepare {what} for quantization: {exc}") from None
+    return prepared
+
+
 def prepare(model: nn.Module, folder: Path) -> Path:
     """Export a filter to ONNX, run ONNX Runtime's pre-processing for quantization on it, and rewrite it for int8.
 
@@ -43,12 +58,7 @@ def prepare(model: nn.Module, folder: Path) -> Path:
     Raises:
         NnslimError: The model does not export, or the pre-processing fails.
     """
-    exported = export_onnx(model, folder / "float.onnx")
-    prepared = folder / "prepared.onnx"
-    try:
-        quant_pre_process(str(exported), str(prepared), skip_symbolic_shape=True)
-    except Exception as exc:  # onnxruntime's errors share no base class below Exception
-        raise NnslimError(f"ONNX Runtime cannot prepare {type(model).__name__} for quantization: {exc}") from None
+    prepared = pre_process(export_onnx(model, folder / "float.onnx"), folder / "prepared.onnx", type(model).__name__)
     rewritten, _ = split_prelu(onnx.load(prepared))
     rewritten, _ = global_pool(rewritten)
     del rewritten.graph.value_info[:]  # shapes changed; inferred again from the rewritten graph

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from nnslim.compress.context import Speed
 from nnslim.deploy.calibration import Feed, tile_feeds
-from nnslim.deploy.graph import prepare, unsupported_nodes
+from nnslim.deploy.graph import pre_process, prepare, unsupported_nodes
 from nnslim.deploy.quantize import Quantizer
 from nnslim.errors import NnslimError
 from nnslim.evaluate.runtime import (
@@ -120,8 +119,7 @@ def _layer_call(
         return lambda: layer(x)
     path = _export_layer(layer, x, folder / "layer.onnx")
     if runtime == "onnxruntime_int8":
-        prepared = folder / "prepared.onnx"
-        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)  # as deploy prepares a filter
+        prepared = pre_process(path, folder / "prepared.onnx", type(layer).__name__)  # as deploy prepares a filter
         path = _int8(prepared, folder, [{"x": x.numpy()}], threads, [])
     session = onnx_session(path, threads)
     feed = {"x": np.ascontiguousarray(x.numpy())}
