@@ -18,7 +18,7 @@ def cmd_compress(args: argparse.Namespace) -> dict[str, Any]:
     request = compress.CompressRequest(
         args.model, args.out, args.recipe, args.max_loss, args.sequences, args.codec,
         int_list(args.qp) if args.qp else (), args.max_size, not args.no_timing, args.threads, args.cache,
-        args.store, args.trust_factory, args.objective, args.runtime,
+        args.store, args.trust_factory, args.objective, args.runtime, args.frames,
     )  # fmt: skip
     with spinner("compressing") as progress:
         result = compress.compress(request, progress)
@@ -97,6 +97,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder; a rerun resumes what it finished")
     p.add_argument("--sequences", type=Path, default=Path("data/sequences"), help="folder with sequences.json")
     p.add_argument("--max-size", default="416x240", help="test sequences up to WxH are reported at each step")
+    p.add_argument("--frames", type=int, help="train and measure on the first N frames of each sequence")
     p.add_argument("--no-timing", action="store_true", help="skip the 1080p frame timing at each step")
     p.add_argument("--threads", type=int, help="CPU threads (all cores by default)")
     p.add_argument("--cache", type=Path, help="folder of finished encodes")

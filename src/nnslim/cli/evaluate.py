@@ -22,7 +22,7 @@ from nnslim.cli.common import (
     spinner,
 )
 from nnslim.errors import NnslimError
-from nnslim.evaluate.measure import EvaluateConfig
+from nnslim.evaluate.measure import EvaluateConfig, frame_name
 from nnslim.evaluate.runtime import RUNTIMES
 from nnslim.jobs import demo, evaluate
 from nnslim.jobs.common import Progress
@@ -31,7 +31,9 @@ from nnslim.jobs.common import Progress
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.split != "test":
         raise NnslimError(f"evaluate measures on held-out sequences: use --split test, not {args.split!r}")
-    measure = EvaluateConfig(repetitions=args.repetitions, threads=args.threads, max_params=args.max_params)
+    measure = EvaluateConfig(
+        repetitions=args.repetitions, timing=not args.no_timing, threads=args.threads, max_params=args.max_params
+    )
     request = evaluate.EvaluateRequest(
         args.original, args.file, args.sequences, name_list(args.names), args.max_size, args.codec,
         int_list(args.qps) if args.qps else (), args.frames, measure, args.cache, args.store, args.trust_factory,
@@ -66,11 +68,16 @@ def print_evaluation(table: dict[str, Any]) -> None:
     both("BD-rate vs codec (needs 4 QPs)", lambda s: perf[s]["mean"]["bd_rate"], "+.2f")
     both("parameters", lambda s: table["complexity"].get(s, {}).get("parameters", math.nan), ",")
     both("kMAC per pixel", lambda s: table["complexity"].get(s, {}).get("kmac_per_pixel", math.nan), ".1f")
+    frame = frame_name(table["runtime"])
     for runtime in RUNTIMES:
         key = f"{runtime}_ms"
-        if any(key in table["runtime"][side] for side in ("original", "reconstructed")):
-            both(f"{runtime} ms per 1080p frame", lambda s, k=key: table["runtime"][s].get(k, math.nan), ".0f")
-    both("peak memory filtering 1080p (MiB)", lambda s: table["memory"].get(s, {}).get("peak_rss_mib", math.nan), ".0f")
+        if any(key in table["runtime"].get(side, {}) for side in ("original", "reconstructed")):
+            both(f"{runtime} ms per {frame} frame", lambda s, k=key: table["runtime"][s].get(k, math.nan), ".0f")
+    both(
+        f"peak memory filtering {frame} (MiB)",
+        lambda s: table["memory"].get(s, {}).get("peak_rss_mib", math.nan),
+        ".0f",
+    )
     both("parameter memory (bytes)", lambda s: table["memory"].get(s, {}).get("parameter_bytes", math.nan), ",")
     console.print(out)
     runtime = table["runtime"]
@@ -78,6 +85,8 @@ def print_evaluation(table: dict[str, Any]) -> None:
         [f"{runtime['speedup_vs_torch_fp32']:.2f}x in {runtime['runtime']} over the original in PyTorch"]
         if "speedup_vs_torch_fp32" in runtime
         else [f"{runtime['speedup_torch']:.2f}x PyTorch", f"{runtime['speedup_onnxruntime']:.2f}x ONNX Runtime"]
+        if runtime
+        else ["not timed"]
     )
     console.print(
         f"size ratio {size['ratio']:.1f}x; Y-PSNR loss {perf['loss_db']:+.3f} dB; speedup {', '.join(speedups)}"
@@ -110,6 +119,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--qps", help="comma-separated ladder QPs (the filter's by default; four or more give BD-rates)")
     p.add_argument("--frames", type=int, help="first N frames of each sequence")
     p.add_argument("--repetitions", type=int, default=5, help="timed 1080p frames per filter and runtime, in turns")
+    p.add_argument("--no-timing", action="store_true", help="measure size and quality only (no runtime or memory)")
     p.add_argument("--threads", type=int, help="CPU threads for the timings (every core by default)")
     p.add_argument("--update", type=Path, help="folder of nnslim adapt's updates of FILE: each sequence with its own")
     add_trust(p)

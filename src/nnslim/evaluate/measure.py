@@ -37,7 +37,7 @@ from nnslim.models.apply import filter_frames, run_tiles, torch_runner
 from nnslim.models.assess import summarise
 from nnslim.models.data import LumaPairs
 from nnslim.models.filters import kmac_per_pixel, parameter_count
-from nnslim.models.train import save_filter
+from nnslim.models.train import save_filter, validate_file
 from nnslim.video.metrics import psnr_frames
 
 MEMORY_PROBE = """
@@ -72,6 +72,8 @@ class EvaluateConfig:
         width: Frame width for runtime and memory.
         height: Frame height for runtime and memory.
         repetitions: Timed frames per filter and runtime.
+        timing: Time the filters and measure their memory; without it, only size, quality and
+            complexity are measured.
         threads: CPU threads for the runtimes (every core when None).
         max_params: The most parameters the file's filter may have (see ``container.Limits``).
     """
@@ -79,8 +81,34 @@ class EvaluateConfig:
     width: int = 1920
     height: int = 1080
     repetitions: int = 5
+    timing: bool = True
     threads: int | None = None
     max_params: int = DEFAULT_MAX_PARAMS
+
+
+def frame_name(runtime: dict[str, Any]) -> str:
+    """The frame size an evaluation's ``runtime`` was timed on: ``1080p``, or ``WxH`` for another size."""
+    frame = runtime.get("frame", "1920x1080")
+    return "1080p" if frame == "1920x1080" else str(frame)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The original filter a file is measured against.
+
+    Attributes:
+        model: The original filter.
+        meta: Its description.
+        file: Its file.
+        measured: Folder where its Y-PSNR on each sequence and QP is kept, keyed by the file's
+            SHA-256 and the frames (``train.validate_file``): evaluating several files against
+            one original filters the frames with it once.
+    """
+
+    model: nn.Module
+    meta: dict[str, Any]
+    file: Path
+    measured: Path
 
 
 def check_match(original_meta: dict[str, Any], description: dict[str, Any]) -> None:
@@ -124,20 +152,34 @@ def memory(
     return result
 
 
-FramesFilter = Callable[[np.ndarray, int], np.ndarray]
-"""Filters decoded luma planes (frames, height, width) at a QP."""
+PairScore = Callable[[LumaPairs], float]
+"""The mean Y-PSNR of a filter's output on a pair's frames."""
 
 
-def _torch_frames(model: nn.Module) -> FramesFilter:
-    return lambda planes, qp: filter_frames(model, planes, qp)
+def _torch_score(model: nn.Module) -> PairScore:
+    return lambda pair: float(np.mean(psnr_frames(pair.original, filter_frames(model, pair.decoded, pair.qp))))
 
 
-def _onnx_frames(session: ort.InferenceSession, tile: int) -> FramesFilter:
-    return lambda planes, qp: np.stack([run_tiles(onnx_runner(session, qp), plane, tile) for plane in planes])
+def _onnx_score(session: ort.InferenceSession, tile: int) -> PairScore:
+    def score(pair: LumaPairs) -> float:
+        planes = np.stack([run_tiles(onnx_runner(session, pair.qp), plane, tile) for plane in pair.decoded])
+        return float(np.mean(psnr_frames(pair.original, planes)))
+
+    return score
+
+
+def _reference_score(reference: Reference) -> PairScore:
+    """The original's score, measured once per file and frames (as ``_torch_score`` measures it)."""
+
+    def score(pair: LumaPairs) -> float:
+        kept = validate_file(reference.file, reference.model, [pair], 1, reference.measured, DEFAULT_TILES["torch"])
+        return kept["psnr_y_filtered"]
+
+    return score
 
 
 def _quality(
-    models: dict[str, FramesFilter], pairs: list[LumaPairs], on_step: Callable[[str], None]
+    models: dict[str, PairScore], pairs: list[LumaPairs], on_step: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """One row per sequence and QP: kbps, Y/U/V PSNR of the codec, and Y-PSNR after each filter."""
     rows = []
@@ -150,9 +192,9 @@ def _quality(
             "psnr_u_codec": pair.psnr_uv[0],
             "psnr_v_codec": pair.psnr_uv[1],
         }
-        for name, frames in models.items():
+        for name, score in models.items():
             on_step(f"{pair.name} QP {pair.qp}: {name} filter")
-            out[f"psnr_y_{name}"] = float(np.mean(psnr_frames(pair.original, frames(pair.decoded, pair.qp))))
+            out[f"psnr_y_{name}"] = score(pair)
         rows.append(out)
     return rows
 
@@ -176,7 +218,7 @@ def _per_filter(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 def _table(
     original: nn.Module,
-    filters: dict[str, FramesFilter],
+    filters: dict[str, PairScore],
     file_bytes: int,
     pairs: list[LumaPairs],
     on_step: Callable[[str], None],
@@ -202,13 +244,13 @@ def _table(
 
 
 def evaluate_onnx(
-    original: nn.Module,
+    reference: Reference,
     path: Path,
     pairs: list[LumaPairs],
     config: EvaluateConfig,
     on_step: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """The evaluation table of an original filter (PyTorch) and an ONNX model of it in ONNX Runtime.
+    """The evaluation table of the original filter (PyTorch) and an ONNX model of it in ONNX Runtime.
 
     The ONNX model (``nnslim deploy``'s int8 model, or a float32 export) runs in its own runtime
     (``runtime.onnx_runtime_of``) on the same frames, and both are timed in turns on one 1080p
@@ -224,9 +266,11 @@ def evaluate_onnx(
     on_step(f"loading {path.name} in ONNX Runtime")
     where = onnx_runtime_of(path)
     session = onnx_session(path, config.threads)
-    original = original.eval()
-    filters = {"original": _torch_frames(original), "reconstructed": _onnx_frames(session, DEFAULT_TILES[where])}
+    original = reference.model.eval()
+    filters = {"original": _reference_score(reference), "reconstructed": _onnx_score(session, DEFAULT_TILES[where])}
     result = _table(original, filters, path.stat().st_size, pairs, on_step)
+    if not config.timing:
+        return result
     on_step(f"timing the original in PyTorch and the model in {where}, in turns")
     runners = {"original": torch_runner(original, int(EXAMPLE_QP)), "reconstructed": onnx_runner(session)}
     tiles = {"original": DEFAULT_TILES["torch"], "reconstructed": DEFAULT_TILES[where]}
@@ -234,27 +278,46 @@ def evaluate_onnx(
     original_ms, model_ms = timing["original"]["median_ms"], timing["reconstructed"]["median_ms"]
     result["runtime"] = {
         "original": {"torch_ms": original_ms}, "reconstructed": {f"{where}_ms": model_ms}, "runtime": where,
-        "tiles": tiles,
+        "tiles": tiles, "frame": f"{config.width}x{config.height}",
         "threads": timing["threads"], "repetitions": timing["repetitions"],
         "speedup_vs_torch_fp32": original_ms / model_ms if model_ms > 0 else math.nan,
     }  # fmt: skip
     return result
 
 
+def _runtimes(models: dict[str, nn.Module], config: EvaluateConfig, on_step: Callable[[str], None]) -> dict[str, Any]:
+    """Each filter's ms per frame in PyTorch and ONNX Runtime, timed in turns, and the speedups."""
+    with tempfile.TemporaryDirectory(prefix="nnslim-evaluate-") as scratch:
+        runners = {}
+        for name, model in models.items():
+            onnx_path = export_onnx(model, Path(scratch) / f"{name}.onnx")
+            runners[f"{name}|torch_ms"] = torch_runner(model, int(EXAMPLE_QP))
+            runners[f"{name}|onnxruntime_ms"] = onnx_runner(onnx_session(onnx_path, config.threads))
+        on_step("timing both filters in both runtimes, in turns")
+        timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads)
+    runtime: dict[str, Any] = {
+        name: {key: timing[f"{name}|{key}"]["median_ms"] for key in ("torch_ms", "onnxruntime_ms")} for name in models
+    }
+    runtime["threads"], runtime["repetitions"] = timing["threads"], timing["repetitions"]
+    runtime["frame"] = f"{config.width}x{config.height}"
+    for key in ("torch_ms", "onnxruntime_ms"):
+        slow, fast = runtime["original"][key], runtime["reconstructed"][key]
+        runtime[f"speedup_{key.removesuffix('_ms')}"] = slow / fast if fast > 0 else math.nan
+    return runtime
+
+
 def evaluate(
-    original: nn.Module,
-    original_meta: dict[str, Any],
+    reference: Reference,
     packed: bytes,
     pairs: list[LumaPairs],
     config: EvaluateConfig,
     on_step: Callable[[str], None] = lambda _: None,
     trusted_factory: str | None = None,
 ) -> dict[str, Any]:
-    """The evaluation table of an original filter and its `.nnsl` file, all measured here.
+    """The evaluation table of the original filter and its `.nnsl` file, all measured here.
 
     Args:
-        original: The uncompressed filter.
-        original_meta: Its description.
+        reference: The uncompressed filter.
         packed: The `.nnsl` file's bytes; the compressed filter is what they decode to.
         pairs: Decoded and original frames of held-out sequences (see ``models.splits``).
         config: Runtime settings.
@@ -265,7 +328,8 @@ def evaluate(
     Returns:
         ``size``, ``performance`` (rows per sequence and QP, per-sequence and mean gains and
         BD-rates of both filters), ``complexity``, ``runtime`` and ``memory``, each with
-        ``original`` and ``reconstructed`` sides.
+        ``original`` and ``reconstructed`` sides (``runtime`` and ``memory`` empty without
+        ``config.timing``).
 
     Raises:
         NnslimError: A corrupt file, an untrusted user factory, or a file that does not hold a
@@ -273,36 +337,22 @@ def evaluate(
     """
     on_step("decoding the file")
     reconstructed, description = unpack(packed, trusted_factory=trusted_factory, max_params=config.max_params)
-    check_match(original_meta, description)
-    models = {"original": original.eval(), "reconstructed": reconstructed}
-    result = _table(original, {name: _torch_frames(m) for name, m in models.items()}, len(packed), pairs, on_step)
+    check_match(reference.meta, description)
+    original = reference.model.eval()
+    models = {"original": original, "reconstructed": reconstructed}
+    scores = {"original": _reference_score(reference), "reconstructed": _torch_score(reconstructed)}
+    result = _table(original, scores, len(packed), pairs, on_step)
     result["complexity"]["reconstructed"] = {
         "parameters": parameter_count(reconstructed), "kmac_per_pixel": kmac_per_pixel(reconstructed)
     }  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="nnslim-evaluate-") as scratch:
-        runners = {}
-        for name, model in models.items():
-            onnx_path = export_onnx(model, Path(scratch) / f"{name}.onnx")
-            runners[f"{name}|torch_ms"] = torch_runner(model, int(EXAMPLE_QP))
-            runners[f"{name}|onnxruntime_ms"] = onnx_runner(onnx_session(onnx_path, config.threads))
-        on_step("timing both filters in both runtimes, in turns")
-        timing = interleaved_frames(runners, config.width, config.height, config.repetitions, config.threads)
-        result["runtime"] = {
-            name: {key: timing[f"{name}|{key}"]["median_ms"] for key in ("torch_ms", "onnxruntime_ms")}
-            for name in models
-        }
-        result["runtime"]["threads"] = timing["threads"]
-        result["runtime"]["repetitions"] = timing["repetitions"]
+    if config.timing:
+        result["runtime"] = _runtimes(models, config, on_step)
         for name, model in models.items():
             on_step(f"memory of the {name} filter")
-            meta = original_meta if name == "original" else {**description, "format": "nnslim-filter"}
+            meta = reference.meta if name == "original" else {**description, "format": "nnslim-filter"}
+            threads = config.threads or os.cpu_count() or 1
             result["memory"][name] = {
-                **memory(
-                    model, meta, config.width, config.height, config.threads or os.cpu_count() or 1, trusted_factory
-                ),
+                **memory(model, meta, config.width, config.height, threads, trusted_factory),
                 "parameter_bytes": 4 * parameter_count(model),
             }
-    for key in ("torch_ms", "onnxruntime_ms"):
-        slow, fast = result["runtime"]["original"][key], result["runtime"]["reconstructed"][key]
-        result["runtime"][f"speedup_{key.removesuffix('_ms')}"] = slow / fast if fast > 0 else math.nan
     return result

@@ -45,6 +45,7 @@ class CompressRequest:
         cache: Encode cache.
         store: Results store.
         trust_factory: The user architecture the filter may name.
+        frames: Only the first frames of each sequence are trained on and measured (all when None).
     """
 
     model: Path
@@ -62,6 +63,7 @@ class CompressRequest:
     trust_factory: str | None = None
     objective: str | None = None
     runtime: str | None = None
+    frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ def compress(request: CompressRequest, progress: Progress = QUIET) -> CompressRe
         raise NnslimError(f"{request.model} records no validation sequences; compress judges its loss budget on them")
     out = require_writable_dir(request.out, create=True)
     max_size = parse_size(request.max_size) if request.max_size else None
-    splits = splits_for(meta, request.sequences, max_size, coding=(codec, qps), cache=encode_cache(request.cache))
+    splits = splits_for(
+        meta, request.sequences, max_size, request.frames, coding=(codec, qps), cache=encode_cache(request.cache)
+    )
     progress.status("encoding the sequences")
     pairs = {split: splits.pairs(split, progress.status) for split in ("train", "validation", "test")}
     config = dataclasses.replace(base, codec=codec, qps=qps, threads=request.threads)

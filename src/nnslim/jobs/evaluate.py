@@ -10,7 +10,7 @@ from nnslim.adapt import encoder, update
 from nnslim.bitstream.container import BitstreamError
 from nnslim.bitstream.pack import unpack
 from nnslim.errors import NnslimError
-from nnslim.evaluate.measure import EvaluateConfig, evaluate, evaluate_onnx
+from nnslim.evaluate.measure import EvaluateConfig, Reference, evaluate, evaluate_onnx
 from nnslim.evaluate.runtime import check_runtime, onnx_runtime_of
 from nnslim.jobs.adapt import bd_between, mean_finite
 from nnslim.jobs.common import QUIET, Progress, check_qps, encode_cache, filter_path, record
@@ -83,7 +83,8 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
     Raises:
         NnslimError: A missing, corrupt or mismatched file, or sequences that made the filter.
     """
-    original, meta = load_filter(filter_path(request.original), request.trust_factory)
+    original_file = filter_path(request.original)
+    original, meta = load_filter(original_file, request.trust_factory)
     if not request.file.is_file():
         raise NnslimError(f"{request.file}: no such file")
     training = meta.get("training", {})
@@ -97,12 +98,13 @@ def evaluate_file(request: EvaluateRequest, progress: Progress = QUIET) -> Evalu
     )
     _check_runtime(request)
     pairs = splits.pairs("test", progress.status)
+    reference = Reference(original, meta, original_file, cache.parent / "psnr")
     if request.file.suffix == ".onnx":
-        table = evaluate_onnx(original, request.file, pairs, request.measure, progress.status)
+        table = evaluate_onnx(reference, request.file, pairs, request.measure, progress.status)
     else:
         packed = read_nnsl(request.file, request.measure.max_params)
         try:
-            table = evaluate(original, meta, packed, pairs, request.measure, progress.status, request.trust_factory)
+            table = evaluate(reference, packed, pairs, request.measure, progress.status, request.trust_factory)
         except BitstreamError as exc:
             raise NnslimError(f"{request.file}: {exc}") from None
     if request.update is not None:
