@@ -8,6 +8,13 @@
    32 frames; the mode of best mean BD-rate (switch and update, bits counted) is chosen.
 3. How fast it learns: the chosen mode again at the other learning rates of ``RATES``; the
    learning rate of best mean BD-rate is chosen.
+4. The time budget and the update's quantization: the chosen mode and learning rate at
+   ``BUDGET_STEPS`` steps per update (what fits the 2-minute budget of a 64-frame sequence on
+   2 cores), with the NNR QPs of stages 1 to 3 (``COARSE``) and with the denser ``DENSE``; the
+   grid of better mean BD-rate is chosen.
+
+Stages 1 to 3 train 200 steps per update and may choose among the ``COARSE`` NNR QPs. A trial
+already in the JSON or in ``OUT/trials.json`` (same name) is kept, so a rerun resumes.
 
 A previous run of this script also trained each mode once for all coding QPs (400 steps): that
 was worse than per QP for every mode (README), so it is no longer tried.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +51,14 @@ TRIED = {"biases": 5e-3, "multipliers": 5e-3, "affine": 5e-3, "last": 2e-3}
 """Each mode and its first learning rate."""
 RATES = (5e-3, 1e-2, 2e-2, 4e-2)
 """Learning rates tried for the chosen mode."""
+STEPS = 200
+"""Steps per update in stages 1 to 3."""
+BUDGET_STEPS = 150
+"""Steps per update that fit the time budget (4 QPs of 150 steps at 0.12 to 0.2 s a step on 2 cores)."""
+COARSE = (-32, -24, -16, -12, -8, -4)
+"""NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
+DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)
+"""The denser NNR QPs of stage 4 (steps half an octave apart from -16 on)."""
 
 
 def lambda_scale(sequences: Path) -> tuple[float, list[dict[str, float]]]:
@@ -63,6 +79,10 @@ def lambda_scale(sequences: Path) -> tuple[float, list[dict[str, float]]]:
     return math.exp(float(np.mean([math.log(p["ratio"]) for p in points]))), points
 
 
+def _grid(nnr_qps: tuple[int, ...]) -> str:
+    return "nnr " + ",".join(map(str, nnr_qps))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", type=Path, default=Path("data/sequences"))
@@ -76,18 +96,27 @@ def main() -> None:
         + ", ".join(f"QP {p['qp']}: {p['ratio']:.1f}" for p in slopes)
         + ")"
     )
+    checkpoint = args.out / "trials.json"
+    done: dict[str, dict[str, Any]] = {}
+    for path in (args.json, checkpoint):
+        if path.exists():
+            done |= json.loads(path.read_text())["modes"]
     modes: dict[str, dict[str, Any]] = {}
 
-    def trial(mode: str, lr: float) -> str:
-        name = f"{mode} lr {lr:g}"
-        config = replace(AdaptConfig(), mode=mode, lr=lr, lambda_scale=round(scale, 1))
-        with console.status(f"adapting ({name})") as status:
-            request = AdaptRequest(MODEL, args.out / f"{mode}_lr{lr:g}", args.sequences, config, "validation",
-                                   frames=FRAMES)  # fmt: skip
-            result = adapt(request, Progress(status=status.update)).to_json()
-        modes[name] = {"mode": mode, "per_qp": config.per_qp, "lr": lr, "steps": config.steps,
-                       "mean": result["mean"], "rows": result["rows"]}  # fmt: skip
-        mean = result["mean"]
+    def trial(mode: str, lr: float, steps: int = STEPS, nnr_qps: tuple[int, ...] = COARSE) -> str:
+        name = f"{mode} lr {lr:g}" + ("" if (steps, nnr_qps) == (STEPS, COARSE) else f" steps {steps} {_grid(nnr_qps)}")
+        config = replace(AdaptConfig(), mode=mode, lr=lr, steps=steps, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
+        if name in done:
+            modes[name] = done[name]
+        else:
+            with console.status(f"adapting ({name})") as status:
+                folder = args.out / name.replace(" ", "_").replace(",", "_")
+                request = AdaptRequest(MODEL, folder, args.sequences, config, "validation", frames=FRAMES)
+                result = adapt(request, Progress(status=status.update)).to_json()
+            modes[name] = {"mode": mode, "per_qp": config.per_qp, "lr": lr, "steps": steps, "nnr_qps": nnr_qps,
+                           "mean": result["mean"], "rows": result["rows"]}  # fmt: skip
+            atomic_write_json(checkpoint, {"modes": done | modes})
+        mean = modes[name]["mean"]
         console.print(
             f"{name}: BD-rate base {mean['bd_rate_base']:+.2f}%, switch {mean['bd_rate_switch']:+.2f}%, "
             f"switch + update {mean['bd_rate_adapted']:+.2f}%"
@@ -103,9 +132,14 @@ def main() -> None:
         if lr != TRIED[mode]:
             trial(mode, lr)
     best = min((n for n in modes if modes[n]["mode"] == mode), key=bd_rate)
+    lr = modes[best]["lr"]
     console.print(f"chosen on validation: {best}")
+    grids = {trial(mode, lr, BUDGET_STEPS, grid): grid for grid in (COARSE, DENSE)}
+    budget = min(grids, key=bd_rate)
+    console.print(f"chosen within the time budget: {budget}")
     document = {"command": "benchmarks/adapt_validation.py", "model": str(MODEL), "frames": FRAMES,
-                "lambda_scale": scale, "slopes": slopes, "modes": modes, "chosen": best}  # fmt: skip
+                "lambda_scale": scale, "slopes": slopes, "modes": modes, "chosen": best,
+                "chosen_in_budget": {"trial": budget, "steps": BUDGET_STEPS, "nnr_qps": grids[budget]}}  # fmt: skip
     atomic_write_json(args.json, document)
     console.print(f"written to {args.json}")
 

@@ -137,7 +137,7 @@ def adapt_choice() -> str:
     base = _pct(next(iter(chosen["modes"].values()))["mean"]["bd_rate_base"])
     return (
         f"lambda_scale {scale:.1f}; on validation, the base filter alone {base}; switch + update: {modes}; "
-        f"chosen: {chosen['chosen']}"
+        f"chosen: {chosen['chosen']}; chosen within the time budget: {chosen['chosen_in_budget']['trial']}"
     )
 
 
