@@ -147,6 +147,24 @@ def adapt_training() -> str:
     return f"{min(seconds):.0f} to {max(seconds):.0f} s"
 
 
+def _sent() -> list[dict[str, Any]]:
+    """The rows of ``benchmarks/adapt.py`` (both filters) at which an update was sent."""
+    filters = _read("adapt.json")["filters"].values()
+    return [row for result in filters for row in result["rows"] if row["nnr_qp"] is not None]
+
+
+def adapt_update_bytes() -> str:
+    """The range of the bytes of the updates sent on the test split."""
+    sizes = [row["update_bytes"] for row in _sent()]
+    return f"{min(sizes)} to {max(sizes)} bytes"
+
+
+def adapt_update_gain() -> str:
+    """The range of what a sent update adds to the switch alone, in Y-PSNR."""
+    gains = [row["psnr_y_adapted"] - row["psnr_y_switch"] for row in _sent()]
+    return f"{min(gains):.2f} to {max(gains):.2f} dB"
+
+
 DEPLOY_HEADER = (
     "| int8 file | bytes | nodes kept float | validation loss (dB) | evaluate: test loss (dB) | "
     "int8 ms per 1080p frame | speedup over the original in PyTorch | BD-rate |\n|---|---|---|---|---|---|---|---|"
@@ -182,7 +200,7 @@ def figures() -> list[str]:
     return [
         HEADER, *(shipped_row(name) for name in SHIPPED), speed_line(), speed_line("speed_inloop.json"),
         av1_psnr_range(), demo_time(),
-        adapt_rows(), adapt_choice(), adapt_training(), deploy_rows(),
+        adapt_rows(), adapt_choice(), adapt_training(), adapt_update_bytes(), adapt_update_gain(), deploy_rows(),
     ]  # fmt: skip
 
 
