@@ -24,6 +24,7 @@ from nnslim.adapt.encoder import AdaptConfig
 from nnslim.io import atomic_write_json
 from nnslim.jobs.adapt import AdaptRequest, adapt
 from nnslim.jobs.common import Progress
+from speed import machine_info
 
 FILTERS = (Path("models/postfilter_x265_qp22-37.pt"), Path("models/postfilter_x265_qp22-37.bbc.nnsl"))
 KEYS = ("bd_rate_base", "bd_rate_switch", "bd_rate_adapted", "bd_rate_adapted_vs_base")
@@ -59,6 +60,7 @@ def main() -> None:
     document = {
         "command": "benchmarks/adapt.py",
         "config": original["config"],
+        "machine": machine_info(config.threads),
         "filters": results,
         "slim_adapted_minus_original_base": slim["mean"]["bd_rate_adapted"] - original["mean"]["bd_rate_base"],
     }
