@@ -433,6 +433,7 @@ def test_quick_demo_stopped_with_ctrl_c_resumes_and_writes_the_report(
     for heading in headings:
         assert f"<h2>{heading}</h2>" in page
     assert "quick mode: evaluations on the first 8 frames" in page and "tiny.bbc.nnsl (committed" in page
+    assert "each on its own tiles (the original on 256-pixel tiles, the int8 model on whole frames)" in page
     assert page.count("data:image/png;base64,") >= 4
     evaluation = json.loads((out / "evaluate.json").read_text())
     assert evaluation["size"]["compressed_bytes"] == (out / "slim.nnsl").stat().st_size

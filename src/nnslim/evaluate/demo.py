@@ -14,7 +14,7 @@ from torch import nn
 from nnslim.evaluate.measure import frame_name
 from nnslim.evaluate.plots import plot_crops, plot_gains, plot_pruning_steps, plot_rd_curves
 from nnslim.evaluate.report import Section, Table, write_report
-from nnslim.models.apply import filter_plane
+from nnslim.models.apply import WHOLE_FRAME, filter_plane
 from nnslim.models.data import LumaPairs
 
 
@@ -247,9 +247,14 @@ def _deploy_section(deployed: dict[str, Any], evaluation: dict[str, Any]) -> Sec
         "Measured in this run. The slim filter of this run as an int8 QDQ model in ONNX Runtime, calibrated on "
         f"training tiles; its loss against the slim float filter on validation {deployed['loss_db_validation']:+.3f} "
         f"dB (nodes kept float: {kept}); on test, against the original. Speedup over the original in PyTorch "
-        f"{runtime['speedup_vs_torch_fp32']:.2f}x, each on its own tiles ({runtime['tiles']})."
+        f"{runtime['speedup_vs_torch_fp32']:.2f}x, each on its own tiles (the original on "
+        f"{_tiles(runtime['tiles']['original'])}, the int8 model on {_tiles(runtime['tiles']['reconstructed'])})."
     )
     return Section("Deployment: int8 in ONNX Runtime", note, [Table(rows, columns, formats)])
+
+
+def _tiles(side: int) -> str:
+    return "whole frames" if side >= WHOLE_FRAME else f"{side}-pixel tiles"
 
 
 def build_report(
