@@ -11,6 +11,7 @@ Every number the README gives as a result is built here from the JSON a named co
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -30,6 +31,7 @@ SHIPPED = {
 """Filters shipped with a slim `.nnsl` (``models/NAME.bbc.nnsl``), and the full-length bbc recipe that made it."""
 
 
+@functools.cache
 def _read(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / name).read_text())
 
