@@ -149,19 +149,19 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
         config = PackConfig("nnr", nonweight_qp=args.nonweight_qp, dependent=True)
         qp, packed, trials = search_qp(
-            lambda qp: pack(slim, slim_meta, dataclasses.replace(config, qp=qp)),
+            lambda qp: pack(slim, slim_meta, dataclasses.replace(config, nnr_qp=qp)),
             lambda p: unpack(p)[0],
             lambda m: psnr(m, "validation"),
             reference["validation"],
             args.max_loss,
             on_trial=lambda t: say.update(f"nnslim nnr, QP {t['nnr_qp']}: loss {t['loss_db']:+.3f} dB"),
         )
-        config = dataclasses.replace(config, qp=qp)
+        config = dataclasses.replace(config, nnr_qp=qp)
         rows.append(
             {
                 "method": "nnslim nnr (slim)",
                 "bytes": len(packed),
-                "qp": config.qp,
+                "qp": config.nnr_qp,
                 "encode_s": _seconds(lambda: pack(slim, slim_meta, config), args.repetitions),
                 "decode_s": _seconds(lambda: unpack(packed), args.repetitions),
                 **_losses(reference, psnr, unpack(packed)[0]),
