@@ -53,8 +53,8 @@ RATES = (5e-3, 1e-2, 2e-2, 4e-2)
 """Learning rates tried for the chosen mode."""
 STEPS = 200
 """Steps per update in stages 1 to 3."""
-BUDGET_STEPS = 150
-"""Steps per update that fit the time budget (4 QPs of 150 steps at 0.12 to 0.2 s a step on 2 cores)."""
+BUDGET_STEPS = 200
+"""Steps per update that fit the time budget (4 QPs of 200 steps at about 0.11 s a step on 2 cores)."""
 COARSE = (-32, -24, -16, -12, -8, -4)
 """NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
 DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)

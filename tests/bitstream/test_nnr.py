@@ -161,6 +161,21 @@ def test_we_decode_a_bitstream_that_nncodec_wrote_with_its_own_settings() -> Non
     assert np.array_equal(ours["codes"], tensors["codes"])
 
 
+@pytest.mark.parametrize("qp", [-32, -8])
+def test_every_bitstream_begins_with_the_same_header_units_and_its_data_units_follow(qp: int) -> None:
+    payload = nnr.encode(_tensors(), qp=qp, nonweight_qp=qp - 8)
+    assert payload.startswith(nnr.header()) and nnr.data_bytes(payload) == len(payload) - len(nnr.header())
+    assert nnr.scan(nnr.header()) == {}
+    assert nnr.decode(nnr.header() + payload[len(nnr.header()) :]).keys() == _tensors().keys()
+
+
+def test_a_bitstream_with_other_header_units_is_refused() -> None:
+    payload = bytearray(nnr.encode(_tensors(), qp=-32, nonweight_qp=-40))
+    payload[3] ^= 1  # the start unit's profile
+    with pytest.raises(BitstreamError, match="header units"):
+        nnr.data_bytes(bytes(payload))
+
+
 def test_deterministic_and_smaller_at_coarser_qp() -> None:
     tensors = _tensors()
     fine = nnr.encode(tensors, qp=-40, nonweight_qp=-48)

@@ -12,9 +12,11 @@ holding up to two tensors:
 
 The description names the base filter by the SHA-256 of its file (any other base is refused),
 the sequence, codec and QP the update was made for, and the switch's block size. What a codec
-would carry (``signalled_bytes``) is the NNR bitstream, plus one byte for the switch's mode
-when there is a switch; the rest of the description is known to a decoder out of band (the
-filter it holds, the video it decodes).
+would carry (``signalled_bytes``) is the NNR bitstream's compressed data units, plus one byte
+for the switch's mode when there is a switch. The rest is known to a decoder out of band: the
+bitstream's header units (``nnr.header``, the same 18 bytes for every update; the file keeps
+them, so that NNCodec reads its chunk alone) and the description (the filter it holds, the
+video it decodes).
 """
 
 from __future__ import annotations
@@ -139,14 +141,14 @@ def encode(update: Update) -> bytes:
 
 
 def signalled_bytes(data: bytes) -> int:
-    """Bytes a codec would carry for this update: its NNR bitstream and, with a switch, the switch's mode.
+    """Bytes a codec would carry for this update: its NNR data units and, with a switch, the switch's mode.
 
     Raises:
-        BitstreamError: A file that is not an update.
+        BitstreamError: A file that is not an update, or whose NNR header units are not this coder's.
     """
     container = read(data)
     _description(container.model)
-    chunk = len(container.chunks[0]) if container.chunks else 0
+    chunk = nnr.data_bytes(container.chunks[0]) if container.chunks else 0
     return chunk + (MODE_BYTES if container.model["block"] is not None else 0)
 
 

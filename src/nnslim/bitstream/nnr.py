@@ -19,6 +19,7 @@ caller's table, before NNCodec's decoder allocates or decodes anything.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 from collections.abc import Mapping
@@ -126,6 +127,32 @@ def encode(tensors: dict[str, np.ndarray], qp: int, nonweight_qp: int, dependent
         if arrays[name].dtype == np.float32 and int(used) != wanted:
             raise NnslimError(f"nnr: values of {name} are too large for QP {wanted}; NNCodec needs QP {int(used)}")
     return bytes(bitstream)
+
+
+@functools.cache
+def header() -> bytes:
+    """The start unit, model parameter set and topology unit that begin every bitstream ``encode`` writes.
+
+    They depend on no tensor and no QP (the QPs are in each compressed data unit): they carry no
+    information, so a decoder that knows this coder rebuilds them, and a codec need carry only
+    the data units after them.
+    """
+    payload = encode({"header": np.zeros(1, np.int32)}, 0, 0)
+    position = 0
+    for _ in (_STR, _MPS, _TPL):
+        position += _unit_size(payload, position)
+    return payload[:position]
+
+
+def data_bytes(payload: bytes) -> int:
+    """Bytes of the compressed data units of a bitstream ``encode`` wrote: all but its ``header``.
+
+    Raises:
+        BitstreamError: A bitstream that does not begin with that header.
+    """
+    if not payload.startswith(header()):
+        raise BitstreamError("nnr: a bitstream whose header units differ from those this coder writes")
+    return len(payload) - len(header())
 
 
 def _empty_model_info() -> dict[str, Any]:
@@ -254,6 +281,19 @@ def _ndu(bits: _Bits, limits: Limits) -> tuple[str, tuple[int, ...]]:
     return name, dims
 
 
+def _unit_size(payload: bytes, position: int) -> int:
+    """The size of the NNR unit at ``position``, from its size field, checked to fit the payload.
+
+    Raises:
+        BitstreamError: A size shorter than its own field or past the payload's end.
+    """
+    head = _Bits(payload[position : position + 4])
+    size = head.u(31) if head.u(1) else head.u(15)
+    if not head.bytes_touched < size <= len(payload) - position:
+        raise BitstreamError(f"nnr: a unit of {size} bytes at byte {position} of {len(payload)}")
+    return size
+
+
 def scan(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, tuple[int, ...]]:
     """The tensors of an NNR bitstream and their dimensions, from its unit headers alone.
 
@@ -264,12 +304,9 @@ def scan(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, tuple[int
     tensors: dict[str, tuple[int, ...]] = {}
     position, previous = 0, None
     while position < len(payload):
-        head = _Bits(payload[position : position + 4])
-        size = head.u(31) if head.u(1) else head.u(15)
-        if not head.bytes_touched < size <= len(payload) - position:
-            raise BitstreamError(f"nnr: a unit of {size} bytes at byte {position} of {len(payload)}")
+        size = _unit_size(payload, position)
         bits = _Bits(payload[position : position + size])
-        bits.bit = head.bit
+        bits.bit = 32 if payload[position] >> 7 else 16
         kind = bits.u(6)
         _require(kind in _NEXT[previous], f"unit type {kind} after unit type {previous}")
         bits.u(1)  # independently_decodable_flag

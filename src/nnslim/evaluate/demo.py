@@ -223,7 +223,8 @@ def _adapt_section(adapted: dict[str, Any]) -> Section:
     note = (
         "Measured in this run. The encoder adapts the filter compressed in this run (the .nnsl a decoder holds) to "
         f"each sequence ({adapted['config']['mode']}, {adapted['config']['steps']} steps) and sets a per-block "
-        "switch; BD-rate against x265 alone, with every bit of the update and the flags added to the video's."
+        "switch; BD-rate against x265 alone, with every bit a codec carries of the update and the flags (their NNR "
+        "data units and a mode byte) added to the video's."
     )
     return Section("Content adaptation: switch and update, bits counted", note, [Table(rows, columns, formats)])
 
