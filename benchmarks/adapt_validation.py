@@ -54,7 +54,7 @@ RATES = (5e-3, 1e-2, 2e-2, 4e-2)
 STEPS = 200
 """Steps per update in stages 1 to 3."""
 BUDGET_STEPS = 200
-"""Steps per update that fit the time budget (4 QPs of 200 steps at about 0.11 s a step on 2 cores)."""
+"""Steps per update that fit the time budget (4 QPs of 200 steps at about 0.1 s a step on 2 cores)."""
 COARSE = (-32, -24, -16, -12, -8, -4)
 """NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
 DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)

@@ -140,7 +140,7 @@ def header() -> bytes:
     payload = encode({"header": np.zeros(1, np.int32)}, 0, 0)
     position = 0
     for _ in (_STR, _MPS, _TPL):
-        position += _unit_size(payload, position)
+        position += _unit_size(payload, position)[0]
     return payload[:position]
 
 
@@ -281,8 +281,8 @@ def _ndu(bits: _Bits, limits: Limits) -> tuple[str, tuple[int, ...]]:
     return name, dims
 
 
-def _unit_size(payload: bytes, position: int) -> int:
-    """The size of the NNR unit at ``position``, from its size field, checked to fit the payload.
+def _unit_size(payload: bytes, position: int) -> tuple[int, int]:
+    """The size in bytes of the NNR unit at ``position``, checked to fit the payload, and the bits of its size field.
 
     Raises:
         BitstreamError: A size shorter than its own field or past the payload's end.
@@ -291,7 +291,7 @@ def _unit_size(payload: bytes, position: int) -> int:
     size = head.u(31) if head.u(1) else head.u(15)
     if not head.bytes_touched < size <= len(payload) - position:
         raise BitstreamError(f"nnr: a unit of {size} bytes at byte {position} of {len(payload)}")
-    return size
+    return size, head.bit
 
 
 def scan(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, tuple[int, ...]]:
@@ -304,9 +304,9 @@ def scan(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, tuple[int
     tensors: dict[str, tuple[int, ...]] = {}
     position, previous = 0, None
     while position < len(payload):
-        size = _unit_size(payload, position)
+        size, field = _unit_size(payload, position)
         bits = _Bits(payload[position : position + size])
-        bits.bit = 32 if payload[position] >> 7 else 16
+        bits.bit = field
         kind = bits.u(6)
         _require(kind in _NEXT[previous], f"unit type {kind} after unit type {previous}")
         bits.u(1)  # independently_decodable_flag
