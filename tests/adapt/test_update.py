@@ -34,6 +34,16 @@ def test_an_update_decodes_to_its_quantized_values_and_exact_flags() -> None:
     assert update.signalled_bytes(data) == len(chunk) - len(nnr.header()) + update.MODE_BYTES
 
 
+def test_an_update_whose_nnr_header_units_are_not_the_ones_every_update_has_is_refused() -> None:
+    container = read(update.encode(_update()))
+    chunk = bytearray(container.chunks[0])
+    chunk[7] ^= 0x80  # the parameter set's topology_carriage_flag, which NNCodec's decoder ignores
+    data = write(replace(container, chunks=(bytes(chunk),)))
+    for refuse in (lambda: update.decode(data, tiny_filter(), SHA), lambda: update.signalled_bytes(data)):
+        with pytest.raises(BitstreamError, match="header units"):
+            refuse()
+
+
 def test_a_uniform_switch_costs_its_mode_byte_only_and_nothing_is_sent_for_nothing() -> None:
     for on in (False, True):
         uniform = _update(values=np.zeros(0, np.float32), mode="none", nnr_qp=None, flags=np.full((4, 1, 2), on))

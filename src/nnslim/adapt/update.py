@@ -230,6 +230,8 @@ def decode(data: bytes, base: nn.Module, base_sha256: str, limits: Limits = DEFA
     entries = {e.name: e for e in container.tensors}
     if "update" in entries and entries["update"].params.get("qp") != description["nnr_qp"]:
         raise BitstreamError("update: the NNR QP of its values differs from its description's")
+    if container.chunks:
+        nnr.data_bytes(container.chunks[0])  # its header units must be the ones a decoder rebuilds
     tensors = decode_tensors(container, limits) if wanted else {}
     values = tensors.get("update", np.zeros(0, np.float32))
     if not np.isfinite(values).all():
