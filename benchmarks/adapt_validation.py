@@ -8,13 +8,13 @@
    32 frames; the mode of best mean BD-rate (switch and update, bits counted) is chosen.
 3. How fast it learns: the chosen mode again at the other learning rates of ``RATES``; the
    learning rate of best mean BD-rate is chosen.
-4. The time budget and the update's quantization: the chosen mode and learning rate at
-   ``BUDGET_STEPS`` steps per update (what fits the 2-minute budget of a 64-frame sequence on
-   2 cores), with the NNR QPs of stages 1 to 3 (``COARSE``) and with the denser ``DENSE``; the
-   grid of better mean BD-rate is chosen.
+4. The update's quantization: the chosen mode and learning rate with the denser NNR QPs
+   ``DENSE`` against stage 3's trial with the ``COARSE`` ones; the grid of better mean BD-rate
+   is chosen.
 
-Stages 1 to 3 train 200 steps per update and may choose among the ``COARSE`` NNR QPs. A trial
-already in the JSON or in ``OUT/trials.json`` (same name) is kept, so a rerun resumes.
+Every stage trains ``STEPS`` per update, what fits the 2-minute budget of a 64-frame sequence
+on 2 cores; stages 1 to 3 may choose among the ``COARSE`` NNR QPs. A trial already in the JSON
+or in ``OUT/trials.json`` (same name) is kept, so a rerun resumes.
 
 A previous run of this script also trained each mode once for all coding QPs (400 steps): that
 was worse than per QP for every mode (README), so it is no longer tried.
@@ -52,9 +52,7 @@ TRIED = {"biases": 5e-3, "multipliers": 5e-3, "affine": 5e-3, "last": 2e-3}
 RATES = (5e-3, 1e-2, 2e-2, 4e-2)
 """Learning rates tried for the chosen mode."""
 STEPS = 200
-"""Steps per update in stages 1 to 3."""
-BUDGET_STEPS = 200
-"""Steps per update that fit the time budget (4 QPs of 200 steps at about 0.1 s a step on 2 cores)."""
+"""Steps per update in every stage: what fits the time budget (4 QPs of 200 steps at about 0.1 s a step on 2 cores)."""
 COARSE = (-32, -24, -16, -12, -8, -4)
 """NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
 DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)
@@ -103,9 +101,9 @@ def main() -> None:
             done |= json.loads(path.read_text())["modes"]
     modes: dict[str, dict[str, Any]] = {}
 
-    def trial(mode: str, lr: float, steps: int = STEPS, nnr_qps: tuple[int, ...] = COARSE) -> str:
-        name = f"{mode} lr {lr:g}" + ("" if (steps, nnr_qps) == (STEPS, COARSE) else f" steps {steps} {_grid(nnr_qps)}")
-        config = replace(AdaptConfig(), mode=mode, lr=lr, steps=steps, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
+    def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE) -> str:
+        name = f"{mode} lr {lr:g}" + ("" if nnr_qps == COARSE else f" steps {STEPS} {_grid(nnr_qps)}")
+        config = replace(AdaptConfig(), mode=mode, lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
         if name in done:
             modes[name] = done[name]
         else:
@@ -113,7 +111,7 @@ def main() -> None:
                 folder = args.out / name.replace(" ", "_").replace(",", "_")
                 request = AdaptRequest(MODEL, folder, args.sequences, config, "validation", frames=FRAMES)
                 result = adapt(request, Progress(status=status.update)).to_json()
-            modes[name] = {"mode": mode, "per_qp": config.per_qp, "lr": lr, "steps": steps, "nnr_qps": nnr_qps,
+            modes[name] = {"mode": mode, "per_qp": config.per_qp, "lr": lr, "steps": STEPS, "nnr_qps": nnr_qps,
                            "mean": result["mean"], "rows": result["rows"]}  # fmt: skip
             atomic_write_json(checkpoint, {"modes": done | modes})
         mean = modes[name]["mean"]
@@ -134,12 +132,12 @@ def main() -> None:
     best = min((n for n in modes if modes[n]["mode"] == mode), key=bd_rate)
     lr = modes[best]["lr"]
     console.print(f"chosen on validation: {best}")
-    grids = {trial(mode, lr, BUDGET_STEPS, grid): grid for grid in (COARSE, DENSE)}
+    grids = {trial(mode, lr, grid): grid for grid in (COARSE, DENSE)}
     budget = min(grids, key=bd_rate)
     console.print(f"chosen within the time budget: {budget}")
     document = {"command": "benchmarks/adapt_validation.py", "model": str(MODEL), "frames": FRAMES,
                 "lambda_scale": scale, "slopes": slopes, "modes": modes, "chosen": best,
-                "chosen_in_budget": {"trial": budget, "steps": BUDGET_STEPS, "nnr_qps": grids[budget]}}  # fmt: skip
+                "chosen_in_budget": {"trial": budget, "steps": STEPS, "nnr_qps": grids[budget]}}  # fmt: skip
     atomic_write_json(args.json, document)
     console.print(f"written to {args.json}")
 
