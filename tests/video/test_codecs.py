@@ -3,8 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnslim.cli import main
 from nnslim.errors import NnslimError
-from nnslim.video.codecs import CODECS, encode, encoder_version, get_codec
+from nnslim.video.codecs import CODECS, encode, encoder_version, ffmpeg_exe, get_codec
 from nnslim.video.metrics import psnr
 from nnslim.video.yuv import Sequence, read_yuv
 
@@ -52,3 +53,16 @@ def test_ten_bit_sequences_are_refused(tiny_sequence: Sequence, tmp_path: Path) 
     ten = Sequence("T", tiny_sequence.path, 128, 64, 30.0, 4, 10)
     with pytest.raises(NnslimError, match="8-bit"):
         encode(ten, get_codec("x264"), 32, tmp_path)
+
+
+def test_a_missing_ffmpeg_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "ffmpeg"))
+    with pytest.raises(NnslimError, match="no FFmpeg to run at"):
+        ffmpeg_exe()
+    sequence = tmp_path / "Tiny_64x64_30fps_8bit_420.yuv"
+    sequence.write_bytes(bytes(64 * 64 * 3 // 2 * 2))
+    assert main(["encode", str(sequence), "--codec", "x265", "--qp", "37", "--out", str(tmp_path), "--no-vmaf"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no FFmpeg to run at" in err, err

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -139,8 +140,19 @@ def get_codec(name: str, preset: str | None = None) -> CodecSpec:
 
 
 def ffmpeg_exe() -> str:
-    """Path of the static FFmpeg shipped in the imageio-ffmpeg wheel."""
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    """Path of the static FFmpeg shipped in the imageio-ffmpeg wheel (or named by ``IMAGEIO_FFMPEG_EXE``).
+
+    Raises:
+        NnslimError: No FFmpeg there that can run.
+    """
+    try:
+        path = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:  # imageio-ffmpeg found no binary
+        raise NnslimError(f"no FFmpeg: {exc} (make install puts imageio-ffmpeg's in the venv)") from None
+    found = shutil.which(path)
+    if found is None:
+        raise NnslimError(f"no FFmpeg to run at {path} (is IMAGEIO_FFMPEG_EXE right? make install puts one in .venv)")
+    return found
 
 
 @functools.cache
