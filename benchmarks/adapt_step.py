@@ -40,7 +40,7 @@ def _seconds_per_step(
     base: torch.nn.Module, pair: LumaPairs, settings: TrainConfig, layout: torch.memory_format
 ) -> float:
     tuned = params.trainable(base, "multipliers")
-    tuned.to(memory_format=layout)
+    tuned.to(memory_format=layout)  # type: ignore[call-overload]  # untyped in torch
     start = time.perf_counter()
     finetune(tuned, [pair], settings)
     return (time.perf_counter() - start) / settings.steps

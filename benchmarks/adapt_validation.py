@@ -30,7 +30,6 @@ import argparse
 import itertools
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 from rich.console import Console
 
 from nnslim.adapt.encoder import AdaptConfig, hm_lambda
+from nnslim.adapt.params import check_mode
 from nnslim.io import atomic_write_json
 from nnslim.jobs.adapt import AdaptRequest, adapt
 from nnslim.jobs.common import Progress
@@ -103,7 +103,7 @@ def main() -> None:
 
     def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE) -> str:
         name = f"{mode} lr {lr:g}" + ("" if nnr_qps == COARSE else f" steps {STEPS} {_grid(nnr_qps)}")
-        config = replace(AdaptConfig(), mode=mode, lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
+        config = AdaptConfig(check_mode(mode), lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
         if name in done:
             modes[name] = done[name]
         else:

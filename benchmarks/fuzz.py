@@ -53,7 +53,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -95,8 +95,9 @@ def base_files() -> dict[str, bytes]:
     model = build(spec)
     meta = {"arch": spec.to_dict(), "layers": {}, "training": {"codec": "x265", "qps": [37]}}
     files = {f"postfilter {coder}": pack(model, meta, PackConfig(coder)) for coder in ("nnr", "huffman", "raw")}
-    model.body[0] = nn.Conv2d(1, 6, 3, padding=1)
-    model.body[2] = layers.SeparableConv2d(6, 3, 8, 3, 1, True)
+    body = cast(nn.Sequential, model.body)
+    body[0] = nn.Conv2d(1, 6, 3, padding=1)
+    body[2] = layers.SeparableConv2d(6, 3, 8, 3, 1, True)
     slim = {**meta, "layers": layers.changed(model, build(spec))}
     files["slim nnr lossless"] = pack(model, slim, PackConfig("nnr", lossless=True, coders={"body.0.bias": "raw"}))
     files["slim huffman"] = pack(model, slim, PackConfig("huffman", bits=3))
@@ -513,7 +514,7 @@ def _worker(conn: Connection, bases: dict[str, bytes], seed: int, memory_mib: in
     from nnslim import cli
     from nnslim.bitstream import pack
 
-    assert cli.main and pack.unpack  # imported before the first case's clock starts
+    assert callable(cli.main) and callable(pack.unpack)  # imported before the first case's clock starts
     with tempfile.TemporaryDirectory(prefix="nnsl-fuzz-") as tmp:
         setting = update_setting(bases, Path(tmp))
         conn.send(("ready",))
