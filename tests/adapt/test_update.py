@@ -91,3 +91,9 @@ def test_an_update_missing_a_field_is_refused_by_name(key: str) -> None:
     description = {k: v for k, v in container.model.items() if k != key}
     with pytest.raises(BitstreamError, match=f"no {key} in its description"):
         update.decode(write(replace(container, model=description)), tiny_filter(), SHA)
+
+
+def test_an_update_of_another_format_version_is_refused_with_its_version() -> None:
+    older = _tampered(update.encode(_update()), version=1)
+    with pytest.raises(BitstreamError, match="format version 1; this nnslim reads 2"):
+        update.decode(older, tiny_filter(), SHA)

@@ -145,8 +145,8 @@ def train_updates(
 
 def quantized(values: np.ndarray, nnr_qp: int) -> tuple[np.ndarray, int]:
     """The values as NNR quantizes them at ``nnr_qp`` (coded and decoded), and the bytes of their data unit."""
-    data = nnr.encode({"update": values}, nnr_qp, nnr_qp)
-    return nnr.decode(data, {"update": values.size})["update"].astype(np.float32), nnr.data_bytes(data)
+    data = nnr.encode({update.VALUES: values}, nnr_qp, nnr_qp)
+    return nnr.decode(data, {update.VALUES: values.size})[update.VALUES].astype(np.float32), nnr.data_bytes(data)
 
 
 def _sse(original: np.ndarray, test: np.ndarray) -> float:
@@ -159,7 +159,7 @@ def _filtered(base: nn.Module, mode: Mode, values: np.ndarray, decoded: np.ndarr
 
 def flag_bytes(flags: np.ndarray) -> int:
     """Bytes of the NNR data unit of per-block flags."""
-    return nnr.data_bytes(nnr.encode({"flags": flags.astype(np.int32)}, 0, 0))
+    return nnr.data_bytes(nnr.encode({update.FLAGS: flags.astype(np.int32)}, 0, 0))
 
 
 def set_switch(original: np.ndarray, decoded: np.ndarray, filtered: np.ndarray, block: int, lam: float) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 It is an `.nnsl` container (same magic, limits, CRCs and one-line errors) whose description
 says ``format: nnslim-update``, and whose one chunk is one plain NNR bitstream (NNCodec's core)
-holding up to two tensors:
+holding up to two tensors, named by one letter each (a codec carries every byte of their data
+units, names included):
 
-- ``update`` (float32): the adapted parameters' changes (``params``), quantized by NNR's
+- ``u`` (``VALUES``, float32): the adapted parameters' changes (``params``), quantized by NNR's
   uniform quantizer at ``nnr_qp`` and DeepCABAC-coded;
-- ``flags`` (int32, 0 or 1, shape frames x rows x cols): the switch's per-block flags, coded
+- ``f`` (``FLAGS``, int32, 0 or 1, shape frames x rows x cols): the switch's per-block flags, coded
   exactly by DeepCABAC, sent only when they differ: ``switch`` in the description says ``on``
   (every block on), ``off`` (every block off) or ``blocks`` (the flags tensor says).
 
@@ -45,7 +46,12 @@ from nnslim.bitstream.container import (
 from nnslim.bitstream.pack import decode_tensors
 
 FORMAT = "nnslim-update"
-VERSION = 1
+VERSION = 2
+"""Version 2 names the NNR tensors ``u`` and ``f`` (version 1: ``update`` and ``flags``)."""
+VALUES = "u"
+"""NNR tensor name of the update's values."""
+FLAGS = "f"
+"""NNR tensor name of the switch's flags."""
 MAX_SIDE = 16384
 """Largest frame width or height an update's flags may cover."""
 MAX_FRAMES = 1 << 20
@@ -130,11 +136,11 @@ def encode(update: Update) -> bytes:
     entries: list[TensorEntry] = []
     if update.values.size:
         assert update.nnr_qp is not None, "an update with values needs its NNR QP"
-        tensors["update"] = update.values.astype(np.float32)
-        entries.append(TensorEntry("update", (update.values.size,), "float32", "nnr", 0, {"qp": update.nnr_qp}))
+        tensors[VALUES] = update.values.astype(np.float32)
+        entries.append(TensorEntry(VALUES, (update.values.size,), "float32", "nnr", 0, {"qp": update.nnr_qp}))
     if update.flags is not None and update.switch == "blocks":
-        tensors["flags"] = update.flags.astype(np.int32)
-        entries.append(TensorEntry("flags", tuple(update.flags.shape), "int32", "nnr", 0))
+        tensors[FLAGS] = update.flags.astype(np.int32)
+        entries.append(TensorEntry(FLAGS, tuple(update.flags.shape), "int32", "nnr", 0))
     nnr_qp = update.nnr_qp if update.nnr_qp is not None else 0
     chunks = (nnr.encode(tensors, nnr_qp, nnr_qp),) if tensors else ()
     return write(Container(update.describe(), tuple(entries), chunks))
@@ -167,7 +173,9 @@ def _description(description: dict[str, Any]) -> dict[str, Any]:
     """
     if description.get("format") != FORMAT:
         raise BitstreamError("not an update file (an .nnsl filter? give it as the filter, not as --update)")
-    _int(description, "version", VERSION, VERSION)
+    if description.get("version") != VERSION:
+        version = shorten(repr(description.get("version")))
+        raise BitstreamError(f"update: format version {version}; this nnslim reads {VERSION} (re-run nnslim adapt)")
     missing = [key for key in FIELDS if key not in description]
     if missing:
         raise BitstreamError(f"update: no {', '.join(missing)} in its description")
@@ -197,10 +205,10 @@ def _expected(description: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], s
     """The tensors the description says the file holds: name to shape and dtype."""
     wanted: dict[str, tuple[tuple[int, ...], str]] = {}
     if description["values"]:
-        wanted["update"] = ((description["values"],), "float32")
+        wanted[VALUES] = ((description["values"],), "float32")
     block = description["block"]
     if description["switch"] == "blocks":
-        wanted["flags"] = ((description["frames"], *grid(description["height"], description["width"], block)), "int32")
+        wanted[FLAGS] = ((description["frames"], *grid(description["height"], description["width"], block)), "int32")
     return wanted
 
 
@@ -228,19 +236,19 @@ def decode(data: bytes, base: nn.Module, base_sha256: str, limits: Limits = DEFA
     if table != wanted or any(e.coder != "nnr" for e in container.tensors) or len(container.chunks) != bool(wanted):
         raise BitstreamError("update: its tensors do not fit its description")
     entries = {e.name: e for e in container.tensors}
-    if "update" in entries and entries["update"].params.get("qp") != description["nnr_qp"]:
+    if VALUES in entries and entries[VALUES].params.get("qp") != description["nnr_qp"]:
         raise BitstreamError("update: the NNR QP of its values differs from its description's")
     if container.chunks:
         nnr.data_bytes(container.chunks[0])  # its header units must be the ones a decoder rebuilds
     tensors = decode_tensors(container, limits) if wanted else {}
-    values = tensors.get("update", np.zeros(0, np.float32))
+    values = tensors.get(VALUES, np.zeros(0, np.float32))
     if not np.isfinite(values).all():
         raise BitstreamError("update: values that are not finite")
     flags = None
     if description["block"] is not None:
         shape = (description["frames"], *grid(description["height"], description["width"], description["block"]))
         uniform = np.full(shape, int(description["switch"] == "on"), np.int32)
-        flags = tensors.get("flags", uniform)
+        flags = tensors.get(FLAGS, uniform)
         if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
             raise BitstreamError("update: switch flags other than 0 and 1")
         flags = flags.astype(bool)
