@@ -7,8 +7,7 @@ each filter's mean BD-rate of switch + update against x265 alone is recomputed t
 - ``measured``: as sent (it equals ``bd_rate_adapted``);
 - ``bits_free``: the update and the flags cost no bytes, and the update is sent at the NNR QP
   of least SSE. Its Y-PSNR is the sent one plus ``10 log10(SSE sent / SSE least)``, from the
-  trials' SSE: an estimate of what a free update would give, the bound that training alone
-  could reach with these settings;
+  trials' SSE: an estimate of what the trained updates would give if their bytes were free;
 - ``fewer_bytes``: each sent update ``n`` bytes shorter, for each ``n`` of ``SAVED``: what
   shortening its NNR unit header would give, the choices unchanged.
 
