@@ -29,52 +29,44 @@ from rich.console import Console
 from rich.table import Table
 
 from nnslim.io import atomic_write_json
-from nnslim.jobs.adapt import mean_finite
-from nnslim.video.metrics import bd_rate
+from nnslim.jobs.adapt import bd_between, mean_finite
 
 SAVED = (5, 10, 15)
 """Bytes taken off each sent update in ``fewer_bytes``."""
 
-Point = tuple[float, float]
-"""The (kbps, Y-PSNR) of one row."""
+Change = Callable[[dict[str, Any]], dict[str, Any]]
+"""A row with its ``kbps_adapted`` and ``psnr_y_adapted`` recomputed."""
 
 
-def _sent(row: dict[str, Any]) -> dict[str, Any]:
-    return next(t for t in row["trials"] if t["nnr_qp"] == row["nnr_qp"])
-
-
-def measured(row: dict[str, Any]) -> Point:
+def measured(row: dict[str, Any]) -> dict[str, Any]:
     """The row as sent."""
-    return row["kbps_adapted"], row["psnr_y_adapted"]
+    return row
 
 
-def bits_free(row: dict[str, Any]) -> Point:
+def bits_free(row: dict[str, Any]) -> dict[str, Any]:
     """The row with a free update at its NNR QP of least SSE, and free flags."""
+    sent = next(t for t in row["trials"] if t["nnr_qp"] == row["nnr_qp"])
     best = min(row["trials"], key=lambda t: t["sse"])
-    return row["kbps"], row["psnr_y_adapted"] + 10 * math.log10(_sent(row)["sse"] / best["sse"])
+    psnr = row["psnr_y_adapted"] + 10 * math.log10(sent["sse"] / best["sse"])
+    return row | {"kbps_adapted": row["kbps"], "psnr_y_adapted": psnr}
 
 
-def fewer_bytes(saved: int) -> Callable[[dict[str, Any]], Point]:
+def fewer_bytes(saved: int) -> Change:
     """The row with ``saved`` bytes fewer when an update was sent."""
 
-    def point(row: dict[str, Any]) -> Point:
+    def change(row: dict[str, Any]) -> dict[str, Any]:
         sent = row["update_bytes"] - (saved if row["nnr_qp"] is not None else 0)
-        return row["kbps"] * (row["video_bytes"] + sent) / row["video_bytes"], row["psnr_y_adapted"]
+        return row | {"kbps_adapted": row["kbps"] * (row["video_bytes"] + sent) / row["video_bytes"]}
 
-    return point
+    return change
 
 
-def mean_bd_rate(rows: list[dict[str, Any]], point: Callable[[dict[str, Any]], Point]) -> float:
-    """The mean over sequences of the BD-rate against the codec alone of the rows' points."""
+def mean_bd_rate(rows: list[dict[str, Any]], change: Change) -> float:
+    """The mean over sequences of the changed rows' BD-rate of switch + update against the codec alone."""
     sequences: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: r["qp"]):
-        sequences.setdefault(row["sequence"], []).append(row)
-    rates = []
-    for ordered in sequences.values():
-        anchor = ([r["kbps"] for r in ordered], [r["psnr_y_codec"] for r in ordered])
-        points = [point(r) for r in ordered]
-        rates.append(bd_rate(anchor, ([k for k, _ in points], [p for _, p in points])))
-    return mean_finite(rates)
+    for row in rows:
+        sequences.setdefault(row["sequence"], []).append(change(row))
+    return mean_finite([bd_between(changed, "adapted") for changed in sequences.values()])
 
 
 def main() -> None:
