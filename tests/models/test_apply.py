@@ -1,3 +1,4 @@
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,24 @@ def test_filtering_a_file_reports_psnr_and_passes_chroma(tiny_sequence: Sequence
     assert result["psnr_after"]["y"] < 100.0 and result["psnr_after"]["u"] == 100.0
     assert result["frames"] == 8 and result["peak_rss_mib"] > 0
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_filtered_file_has_the_permissions_of_a_new_file(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    out, plain = tmp_path / "filtered.yuv", tmp_path / "plain"
+    plain.touch()
+    filter_yuv_file(plane_filter(_random_filter(), 37), tiny_sequence, out)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+
+
+def test_a_failure_midway_leaves_neither_output_nor_temporary_file(tiny_sequence: Sequence, tmp_path: Path) -> None:
+    def fails_at_frame_3(index: int, plane: np.ndarray) -> np.ndarray:
+        if index == 3:
+            raise RuntimeError("stopped")
+        return plane
+
+    with pytest.raises(RuntimeError, match="stopped"):
+        filter_yuv_file(fails_at_frame_3, tiny_sequence, tmp_path / "o.yuv")
+    assert list(tmp_path.iterdir()) == [tiny_sequence.path]
 
 
 def test_ten_bit_input_is_refused(tiny_sequence: Sequence, tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import resource
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import torch
 from torch import nn
 
 from nnslim.errors import NnslimError
+from nnslim.io import atomic_writer
 from nnslim.models.filters import takes_qp
 from nnslim.video.metrics import psnr_frames
 from nnslim.video.yuv import Sequence, read_yuv
@@ -133,27 +132,21 @@ def filter_yuv_file(
         raise NnslimError(f"{decoded.path.name}: only 8-bit input is supported")
     before: list[list[float]] = [[], [], []]
     after: list[list[float]] = [[], [], []]
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as sink:
-            for index in range(decoded.frames):
-                frame = read_yuv(decoded, 1, index)
-                filtered_y = luma(index, frame.y[0])[None]
-                for plane in (filtered_y, frame.u, frame.v):
-                    sink.write(plane.tobytes())
-                if reference is not None:
-                    original = read_yuv(reference, 1, index)
-                    for k, (mine, theirs) in enumerate(zip((frame.y, frame.u, frame.v), original.planes, strict=True)):
-                        before[k].append(float(psnr_frames(theirs, mine)[0]))
-                    after[0].append(float(psnr_frames(original.y, filtered_y)[0]))
-                    after[1].append(before[1][-1])
-                    after[2].append(before[2][-1])
-                if on_frame:
-                    on_frame()
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(out) as sink:
+        for index in range(decoded.frames):
+            frame = read_yuv(decoded, 1, index)
+            filtered_y = luma(index, frame.y[0])[None]
+            for plane in (filtered_y, frame.u, frame.v):
+                sink.write(plane.tobytes())
+            if reference is not None:
+                original = read_yuv(reference, 1, index)
+                for k, (mine, theirs) in enumerate(zip((frame.y, frame.u, frame.v), original.planes, strict=True)):
+                    before[k].append(float(psnr_frames(theirs, mine)[0]))
+                after[0].append(float(psnr_frames(original.y, filtered_y)[0]))
+                after[1].append(before[1][-1])
+                after[2].append(before[2][-1])
+            if on_frame:
+                on_frame()
     result: dict[str, Any] = {
         "frames": decoded.frames,
         "output": str(out),
