@@ -2,7 +2,7 @@
 
 ``nnslim adapt`` trains the adapted parameters of a ``trainable`` copy of the filter in
 channels-last layout. This measures why: the seconds per training step (``finetune``, its
-default batch of 8 patches of 64x64 drawn from the validation sequence at one QP, multipliers
+default batch (``AdaptConfig``'s: 14 patches of 48x48) drawn from the validation sequence at one QP, multipliers
 adapting, 2 threads) with the copy in the default (contiguous) layout and in channels-last. The
 two are timed in turns, ``--steps`` steps a run, ``--repetitions`` runs each after one warm-up
 run each, and each layout's time is the median; the ratio is contiguous over channels-last.

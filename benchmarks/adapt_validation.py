@@ -11,6 +11,9 @@
 4. The update's quantization: the chosen mode and learning rate with the denser NNR QPs
    ``DENSE`` against stage 3's trial with the ``COARSE`` ones; the grid of better mean BD-rate
    is chosen.
+5. What a step sees: with stage 4's choices, the patch sides of ``PATCHES``, each with as many
+   patches as keep a step's pixels (so its time) about those of ``AdaptConfig``'s first 8 of
+   64x64; the side of best mean BD-rate is chosen.
 
 Every stage trains ``STEPS`` per update, what fits the 2-minute budget of a 64-frame sequence
 on 2 cores; stages 1 to 3 may choose among the ``COARSE`` NNR QPs. A trial already in the JSON
@@ -57,6 +60,15 @@ COARSE = (-32, -24, -16, -12, -8, -4)
 """NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
 DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)
 """The denser NNR QPs of stage 4 (steps half an octave apart from -16 on)."""
+PIXELS = 8 * 64 * 64
+"""Luma samples a training step sees in stages 1 to 4 (8 patches of 64x64)."""
+PATCHES = (32, 40, 48, 56, 64)
+"""Patch sides of stage 5."""
+
+
+def batch_for(patch: int) -> int:
+    """Patches per step of side ``patch`` that see about ``PIXELS`` samples."""
+    return max(1, round(PIXELS / patch**2))
 
 
 def lambda_scale(sequences: Path) -> tuple[float, list[dict[str, float]]]:
@@ -99,11 +111,18 @@ def main() -> None:
     for path in (args.json, checkpoint):
         if path.exists():
             done |= json.loads(path.read_text())["modes"]
+    for kept in done.values():  # trials from before stage 5 ran with AdaptConfig's patches
+        kept.setdefault("patch", 64)
+        kept.setdefault("batch", 8)
     modes: dict[str, dict[str, Any]] = {}
 
-    def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE) -> str:
+    def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE, patch: int = 64) -> str:
         name = f"{mode} lr {lr:g}" + ("" if nnr_qps == COARSE else f" steps {STEPS} {_grid(nnr_qps)}")
-        config = AdaptConfig(check_mode(mode), lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1))
+        name += "" if patch == 64 else f" patch {patch} batch {batch_for(patch)}"
+        config = AdaptConfig(
+            check_mode(mode), lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1), patch=patch,
+            batch=batch_for(patch),
+        )  # fmt: skip
         if name in done:
             modes[name] = done[name]
         else:
@@ -112,7 +131,8 @@ def main() -> None:
                 request = AdaptRequest(MODEL, folder, args.sequences, config, "validation", frames=FRAMES)
                 result = adapt(request, Progress(status=status.update)).to_json()
             modes[name] = {"mode": mode, "per_qp": config.per_qp, "lr": lr, "steps": STEPS, "nnr_qps": nnr_qps,
-                           "mean": result["mean"], "rows": result["rows"]}  # fmt: skip
+                           "patch": patch, "batch": config.batch, "mean": result["mean"],
+                           "rows": result["rows"]}  # fmt: skip
             atomic_write_json(checkpoint, {"modes": done | modes})
         mean = modes[name]["mean"]
         console.print(
@@ -133,11 +153,15 @@ def main() -> None:
     lr = modes[best]["lr"]
     console.print(f"chosen on validation: {best}")
     grids = {trial(mode, lr, grid): grid for grid in (COARSE, DENSE)}
-    budget = min(grids, key=bd_rate)
+    grid = grids[min(grids, key=bd_rate)]
+    patches = {trial(mode, lr, grid, patch): patch for patch in PATCHES}
+    budget = min(patches, key=bd_rate)
+    patch = patches[budget]
     console.print(f"chosen within the time budget: {budget}")
     document = {"command": "benchmarks/adapt_validation.py", "model": str(MODEL), "frames": FRAMES,
                 "lambda_scale": scale, "slopes": slopes, "modes": modes, "chosen": best,
-                "chosen_in_budget": {"trial": budget, "steps": STEPS, "nnr_qps": grids[budget]}}  # fmt: skip
+                "chosen_in_budget": {"trial": budget, "steps": STEPS, "nnr_qps": grid, "patch": patch,
+                                     "batch": batch_for(patch)}}  # fmt: skip
     atomic_write_json(args.json, document)
     console.print(f"written to {args.json}")
 

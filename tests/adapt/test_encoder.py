@@ -3,6 +3,7 @@ import pytest
 
 from nnslim.adapt import encoder, params, update
 from nnslim.adapt.encoder import AdaptConfig
+from nnslim.errors import NnslimError
 from nnslim.models.apply import filter_frames
 from tests.adapt.common import ARCH, tiny_filter, tiny_pair
 
@@ -62,3 +63,12 @@ def test_per_qp_updates_are_trained_on_each_qps_frames_alone() -> None:
     own = encoder.train_updates(base, ARCH, pairs, AdaptConfig(per_qp=True, steps=5, batch=2, patch=32, threads=1))
     assert sorted(own) == [27, 37] and not np.array_equal(own[27], own[37])
     assert np.array_equal(own[37], encoder.train_update(base, ARCH, [pairs[1]], config))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"batch": 0}, "--batch and --patch"), ({"patch": -4}, "--batch and --patch"), ({"steps": -1}, "steps")],
+)
+def test_settings_out_of_range_are_refused(settings: dict[str, int], message: str) -> None:
+    with pytest.raises(NnslimError, match=message):
+        AdaptConfig(**settings)  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ def _percent(value: float, signed: bool = False) -> str:
 def cmd_adapt(args: argparse.Namespace) -> dict[str, Any]:
     config = AdaptConfig(
         mode=args.adapt, switch=args.switch, per_qp=args.per_qp, block=args.block, steps=args.steps, lr=args.lr,
-        nnr_qps=int_list(args.nnr_qps), lambda_scale=args.lambda_scale, threads=args.threads,
+        batch=args.batch, patch=args.patch, nnr_qps=int_list(args.nnr_qps), lambda_scale=args.lambda_scale,
+        threads=args.threads,
     )  # fmt: skip
     request = adapt.AdaptRequest(
         args.model, args.out, args.sequences, config, args.split, name_list(args.names), args.codec,
@@ -63,6 +64,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--block", type=int, default=64, help="the switch's block side in luma samples")
     p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per update")
     p.add_argument("--lr", type=float, default=AdaptConfig.lr, help="fine-tuning learning rate")
+    p.add_argument("--batch", type=int, default=AdaptConfig.batch, help="patches per fine-tuning step")
+    p.add_argument("--patch", type=int, default=AdaptConfig.patch, help="side of those patches in luma samples")
     p.add_argument("--nnr-qps", default=",".join(map(str, AdaptConfig.nnr_qps)), help="NNR QPs the update may take")
     p.add_argument("--lambda-scale", type=float, default=AdaptConfig.lambda_scale, help="times HM's lambda")
     p.add_argument("--codec", help="codec (the filter's own by default)")
