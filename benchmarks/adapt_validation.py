@@ -12,8 +12,8 @@
    ``DENSE`` against stage 3's trial with the ``COARSE`` ones; the grid of better mean BD-rate
    is chosen.
 5. What a step sees: with stage 4's choices, the patch sides of ``PATCHES``, each with as many
-   patches as keep a step's pixels (so its time) about those of ``AdaptConfig``'s first 8 of
-   64x64; the side of best mean BD-rate is chosen.
+   patches as keep a step's samples (so its time) about those of stages 1 to 4 (``PIXELS``: 8
+   patches of 64x64); the side of best mean BD-rate is chosen.
 
 Every stage trains ``STEPS`` per update, what fits the 2-minute budget of a 64-frame sequence
 on 2 cores; stages 1 to 3 may choose among the ``COARSE`` NNR QPs. A trial already in the JSON
