@@ -12,8 +12,8 @@
    ``DENSE`` against stage 3's trial with the ``COARSE`` ones; the grid of better mean BD-rate
    is chosen.
 5. What a step sees: with stage 4's choices, the patch sides of ``PATCHES``, each with as many
-   patches as keep a step's samples (so its time) about those of stages 1 to 4 (``PIXELS``: 8
-   patches of 64x64); the side of best mean BD-rate is chosen.
+   patches as keep a step's samples (so its time) about those of stages 1 to 4 (``PIXELS``);
+   the side of best mean BD-rate is chosen.
 
 Every stage trains ``STEPS`` per update, what fits the 2-minute budget of a 64-frame sequence
 on 2 cores; stages 1 to 3 may choose among the ``COARSE`` NNR QPs. A trial already in the JSON
@@ -60,8 +60,10 @@ COARSE = (-32, -24, -16, -12, -8, -4)
 """NNR QPs the update may take in stages 1 to 3 (a step of 2**-8 to 2**-1)."""
 DENSE = (-24, -20, -16, -14, -12, -10, -8, -6, -4)
 """The denser NNR QPs of stage 4 (steps half an octave apart from -16 on)."""
-PIXELS = 8 * 64 * 64
-"""Luma samples a training step sees in stages 1 to 4 (8 patches of 64x64)."""
+FIRST_PATCH, FIRST_BATCH = 64, 8
+"""Patch side and patches per step of stages 1 to 4."""
+PIXELS = FIRST_BATCH * FIRST_PATCH**2
+"""Luma samples a training step sees in stages 1 to 4."""
 PATCHES = (32, 40, 48, 56, 64)
 """Patch sides of stage 5."""
 
@@ -111,14 +113,14 @@ def main() -> None:
     for path in (args.json, checkpoint):
         if path.exists():
             done |= json.loads(path.read_text())["modes"]
-    for kept in done.values():  # trials from before stage 5 ran with AdaptConfig's patches
-        kept.setdefault("patch", 64)
-        kept.setdefault("batch", 8)
+    for kept in done.values():  # trials recorded before stage 5 ran with its first patches
+        kept.setdefault("patch", FIRST_PATCH)
+        kept.setdefault("batch", FIRST_BATCH)
     modes: dict[str, dict[str, Any]] = {}
 
-    def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE, patch: int = 64) -> str:
+    def trial(mode: str, lr: float, nnr_qps: tuple[int, ...] = COARSE, patch: int = FIRST_PATCH) -> str:
         name = f"{mode} lr {lr:g}" + ("" if nnr_qps == COARSE else f" steps {STEPS} {_grid(nnr_qps)}")
-        name += "" if patch == 64 else f" patch {patch} batch {batch_for(patch)}"
+        name += "" if patch == FIRST_PATCH else f" patch {patch} batch {batch_for(patch)}"
         config = AdaptConfig(
             check_mode(mode), lr=lr, steps=STEPS, nnr_qps=nnr_qps, lambda_scale=round(scale, 1), patch=patch,
             batch=batch_for(patch),

@@ -61,7 +61,7 @@ def register(sub: Subparsers) -> None:
         default=AdaptConfig.per_qp,
         help="one update per coding QP (--steps each) instead of one for all QPs",
     )
-    p.add_argument("--block", type=int, default=64, help="the switch's block side in luma samples")
+    p.add_argument("--block", type=int, default=AdaptConfig.block, help="the switch's block side in luma samples")
     p.add_argument("--steps", type=int, default=AdaptConfig.steps, help="fine-tuning steps per update")
     p.add_argument("--lr", type=float, default=AdaptConfig.lr, help="fine-tuning learning rate")
     p.add_argument("--batch", type=int, default=AdaptConfig.batch, help="patches per fine-tuning step")
